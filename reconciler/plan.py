@@ -1,0 +1,127 @@
+"""Desired objects vs recorded (or live) objects -> a Plan of create / update / delete / unchanged. Pure."""
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from reconciler.render import (
+    REVISION_ANNOTATION,
+    SHUTDOWN_AFTER_ANNOTATION,
+    DesiredObject,
+    ObjectKey,
+)
+from reconciler.spec.model import Origin
+
+Action = Literal["create", "update", "delete", "unchanged"]
+ACTIONS: tuple[Action, ...] = ("create", "update", "delete", "unchanged")
+
+
+@dataclass(frozen=True)
+class RecordedObject:
+    """An object as the state holds it (record form: secret values are fingerprints)."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    record: dict[str, Any]
+    agent: str | None = None
+
+    @property
+    def key(self) -> ObjectKey:
+        return ObjectKey.of(self.kind, self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class Change:
+    action: Action
+    key: ObjectKey
+    api_version: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    agent: str | None = None
+    origin: Origin | None = None
+    # The agent has spec.suspend: the change is shown, never applied.
+    suspended: bool = False
+    desired: DesiredObject | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[Change, ...]
+    source: str
+    revision: str | None = None
+
+    def count(self, action: Action) -> int:
+        return sum(1 for c in self.changes if c.action == action and not c.suspended)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = Counter(c.action for c in self.changes if not c.suspended)
+        result = {action: counts.get(action, 0) for action in ACTIONS}
+        result["suspended"] = sum(1 for c in self.changes if c.suspended and c.action != "unchanged")
+        return result
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action != "unchanged" and not c.suspended for c in self.changes)
+
+    @property
+    def pending(self) -> list[Change]:
+        """Changes to apply, in order: creates and updates by kind, then deletes in reverse."""
+        return [c for c in self.changes if c.action != "unchanged" and not c.suspended]
+
+
+def make_plan(desired: Sequence[DesiredObject], recorded: Iterable[RecordedObject], *, source: str,
+              revision: str | None = None, suspended_agents: frozenset[str] = frozenset()) -> Plan:
+    recorded_by_key = {r.key: r for r in recorded}
+    changes: list[Change] = []
+    for obj in desired:
+        before = recorded_by_key.pop(obj.key, None)
+        if before is not None:
+            obj = _keep_live_countdown(obj, before)
+        if before is None:
+            action: Action = "create"
+        elif comparable(before.record) == comparable(obj.record):
+            action = "unchanged"
+        else:
+            action = "update"
+        changes.append(Change(
+            action, obj.key, obj.api_version, before.record if before else None, obj.record,
+            agent=obj.agent, origin=obj.origin, suspended=obj.agent in suspended_agents, desired=obj))
+    leftovers = sorted(recorded_by_key.values(), key=lambda r: r.key)
+    deletes = [Change("delete", r.key, r.api_version, r.record, None, agent=r.agent)
+               for r in sorted(leftovers, key=lambda r: (-r.key.kind_rank, r.key))]
+    return Plan(tuple(changes + deletes), source, revision)
+
+
+def comparable(record: dict[str, Any]) -> dict[str, Any]:
+    """The part of a record that decides whether an update is needed.
+
+    The revision annotation says which commit last changed an object; a new commit
+    that leaves an object as it was must not rewrite it.
+    """
+    annotations = record.get("metadata", {}).get("annotations") or {}
+    if REVISION_ANNOTATION not in annotations:
+        return record
+    trimmed = dict(record)
+    trimmed["metadata"] = {**record["metadata"],
+                           "annotations": {k: v for k, v in annotations.items() if k != REVISION_ANNOTATION}}
+    return trimmed
+
+
+def _keep_live_countdown(obj: DesiredObject, before: RecordedObject) -> DesiredObject:
+    """A sandbox's shutdownTime counts from its creation: keep the recorded one while shutdownAfter is unchanged."""
+    if obj.kind != "Sandbox":
+        return obj
+    annotation = obj.record["metadata"]["annotations"].get(SHUTDOWN_AFTER_ANNOTATION)
+    old_annotation = (before.record.get("metadata", {}).get("annotations") or {}).get(SHUTDOWN_AFTER_ANNOTATION)
+    old_time = before.record.get("spec", {}).get("shutdownTime")
+    if annotation is None or annotation != old_annotation or old_time is None:
+        return obj
+    body = copy.deepcopy(obj.body)
+    body["spec"]["shutdownTime"] = old_time
+    return replace(obj, body=body, record=body)

@@ -1,0 +1,112 @@
+"""Semantic rules the schema cannot express. Pure: documents in, findings out."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+# Set by the reconciler inside every sandbox; highest precedence, so a spec may not set them.
+RESERVED_ENV = frozenset({"AGENT_NAME", "AGENT_NAMESPACE", "AGENT_MODEL", "LITELLM_API_BASE"})
+
+# Label and annotation keys the reconciler owns on every rendered object.
+RESERVED_KEY_PREFIXES = ("agent-reconciler.io/",)
+RESERVED_KEYS = frozenset({"app.kubernetes.io/managed-by"})
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Finding:
+    pointer: str
+    message: str
+    hint: str
+
+
+@dataclass(frozen=True)
+class CredentialPattern:
+    what: str
+    regex: re.Pattern[str]
+
+
+# Shapes of real credentials (prefixes documented by each vendor); a literal that
+# matches one must come from a Secret or the CONTAINER_ENV_ convention instead.
+CREDENTIAL_PATTERNS = (
+    CredentialPattern("a GitHub token", re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})")),
+    CredentialPattern("an Anthropic API key", re.compile(r"\bsk-ant-[A-Za-z0-9_-]{20,}")),
+    CredentialPattern("an OpenAI-style API key", re.compile(r"\bsk-(proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}")),
+    CredentialPattern("an AWS access key id", re.compile(r"\b(AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA)[A-Z0-9]{16}\b")),
+    CredentialPattern("a private key", re.compile(r"-----BEGIN ([A-Z0-9]+ )*PRIVATE KEY( BLOCK)?-----")),
+    CredentialPattern("a Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    CredentialPattern("a Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
+)
+
+CREDENTIAL_HINT = ("never put credentials in Git: use env[].valueFrom.secretKeyRef, or set "
+                   "CONTAINER_ENV_<NAME> in the reconciler's environment")
+
+
+def find_credential(text: str) -> str | None:
+    """What kind of credential `text` contains, or None."""
+    for pattern in CREDENTIAL_PATTERNS:
+        if pattern.regex.search(text):
+            return pattern.what
+    return None
+
+
+def check_agent(document: dict[str, Any]) -> Iterator[Finding]:
+    """Rules for one schema-valid Agent document."""
+    meta, spec = document["metadata"], document["spec"]
+    yield from _reserved_keys(meta)
+    yield from _env(spec.get("env", []))
+    if "systemPrompt" in spec and "systemPromptFile" in spec:
+        yield Finding("/spec/systemPromptFile", "systemPrompt and systemPromptFile are both set",
+                      "keep one of them")
+    sandbox = spec.get("sandbox", {})
+    mode = sandbox.get("mode", "always-on")
+    if "warmPool" in sandbox and mode != "warm-pool":
+        yield Finding("/spec/sandbox/warmPool", f"warmPool is only used with mode warm-pool, not {mode}",
+                      "set sandbox.mode: warm-pool, or remove warmPool")
+    if "shutdownAfter" in sandbox and mode != "always-on":
+        yield Finding("/spec/sandbox/shutdownAfter", f"shutdownAfter is only used with mode always-on, not {mode}",
+                      "remove shutdownAfter; pooled sandboxes are shut down by their claims")
+    yield from scan_credentials(document)
+
+
+def _reserved_keys(meta: dict[str, Any]) -> Iterator[Finding]:
+    for field in ("labels", "annotations"):
+        for key in meta.get(field, {}):
+            if key in RESERVED_KEYS or key.startswith(RESERVED_KEY_PREFIXES):
+                yield Finding(f"/metadata/{field}/{_escape(key)}", f'{field[:-1]} key "{key}" is set by the reconciler',
+                              "choose another key")
+
+
+def _env(env: list[dict[str, Any]]) -> Iterator[Finding]:
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(env):
+        name = entry["name"]
+        if name in RESERVED_ENV:
+            yield Finding(f"/spec/env/{index}/name", f'"{name}" is set by the reconciler in every sandbox',
+                          f"rename it; reserved names are {', '.join(sorted(RESERVED_ENV))}")
+        if name in seen:
+            yield Finding(f"/spec/env/{index}/name", f'duplicate variable "{name}" (first at env[{seen[name]}])',
+                          "remove one of them")
+        else:
+            seen[name] = index
+
+
+def scan_credentials(value: Any, pointer: str = "") -> Iterator[Finding]:
+    """Every string in `value` that looks like a credential, by JSON pointer."""
+    if isinstance(value, str):
+        what = find_credential(value)
+        if what:
+            yield Finding(pointer, f"looks like {what} written in plain text", CREDENTIAL_HINT)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from scan_credentials(item, f"{pointer}/{_escape(key)}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from scan_credentials(item, f"{pointer}/{index}")
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")

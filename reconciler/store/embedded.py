@@ -1,0 +1,264 @@
+"""The embedded state: objects, agents and sync runs in a SQL database (SQLite by default).
+
+It stands in for the cluster when none is configured: `apply` records what would be
+applied, so the next plan compares against it. Secret values never reach it: objects are
+stored in record form (fingerprints) and agents by reference.
+"""
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from reconciler.errors import StateError
+from reconciler.plan import Plan, RecordedObject
+from reconciler.render import AgentRecord
+from reconciler.store.models import Agent, Base, Meta, StoredObject, SyncRun
+
+SALT_KEY = "secret_fingerprint_salt"
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    run_id: int
+    created: int
+    updated: int
+    deleted: int
+    unchanged: int
+
+
+@dataclass(frozen=True)
+class SyncRunView:
+    id: int
+    source: str
+    revision: str | None
+    trigger: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str
+    counts: dict[str, int]
+    errors: list[Any]
+
+
+def database_url(value: str) -> str:
+    """A SQLAlchemy URL from a URL or a plain file path (taken as SQLite)."""
+    if "://" in value:
+        try:
+            make_url(value)
+        except ArgumentError as error:
+            raise StateError(f"invalid database URL {value!r}: {error}") from None
+        return value
+    return f"sqlite:///{Path(value).expanduser().absolute()}"
+
+
+def _sqlite_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EmbeddedState:
+    """Recorded objects of every source, one database. Open with `open_state`."""
+
+    def __init__(self, engine: Engine | None, url: str) -> None:
+        self._engine = engine
+        self.url = url
+        self._salt: str | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self._engine is not None
+
+    def salt(self) -> str:
+        if self._salt is None:
+            self._salt = self._read_salt() if self._engine else secrets.token_hex(16)
+        return self._salt
+
+    def recorded_objects(self, source: str) -> list[RecordedObject]:
+        if self._engine is None:
+            return []
+        with self._session() as session:
+            rows = session.execute(
+                select(StoredObject.api_version, StoredObject.kind, StoredObject.namespace,
+                       StoredObject.name, StoredObject.record, StoredObject.agent)
+                .where(StoredObject.source == source)).all()
+        return [RecordedObject(*row) for row in rows]
+
+    def apply(self, plan: Plan, agents: Sequence[AgentRecord], *, trigger: str = "cli",
+              suspended: frozenset[str] = frozenset()) -> SyncResult:
+        """Write the plan and the revision's agents in one transaction; all or nothing.
+
+        Rows of `suspended` agents ("namespace/name") are left exactly as they are.
+        """
+        engine = self._require()
+        started = _now()
+        source, revision = plan.source, plan.revision
+        try:
+            with Session(engine) as session, session.begin():
+                self._check_ownership(session, plan, agents)
+                stored = {(o.kind, o.namespace, o.name): o for o in session.scalars(
+                    select(StoredObject).where(StoredObject.source == source))}
+                for change in plan.pending:
+                    k = change.key
+                    row = stored.get((k.kind, k.namespace, k.name))
+                    if change.action == "delete":
+                        if row is not None:
+                            session.delete(row)
+                    elif row is None:
+                        session.add(StoredObject(
+                            source=source, api_version=change.api_version, kind=k.kind, namespace=k.namespace,
+                            name=k.name, agent=change.agent, record=change.after, revision=revision,
+                            updated_at=started))
+                    else:
+                        row.api_version, row.record, row.agent = change.api_version, change.after, change.agent
+                        row.revision, row.updated_at = revision, started
+                self._sync_agents(session, source, agents, started, revision, suspended)
+                summary = plan.summary
+                run = SyncRun(source=source, revision=revision, trigger=trigger, started_at=started,
+                              finished_at=_now(), outcome="succeeded", created=summary["create"],
+                              updated=summary["update"], deleted=summary["delete"],
+                              unchanged=summary["unchanged"], errors=[])
+                session.add(run)
+                session.flush()
+                return SyncResult(run.id, run.created, run.updated, run.deleted, run.unchanged)
+        except SQLAlchemyError as error:
+            raise StateError(f"could not write the state at {self._shown_url()}: {error.__class__.__name__}: "
+                             f"{error}; nothing of revision {revision or '(folder)'} was recorded") from None
+
+    def record_failure(self, *, source: str, revision: str | None, errors: Sequence[str],
+                       trigger: str = "cli") -> None:
+        """A failed sync run, for history; the agents and objects stay as they were."""
+        engine = self._require()
+        now = _now()
+        try:
+            with Session(engine) as session, session.begin():
+                session.add(SyncRun(source=source, revision=revision, trigger=trigger, started_at=now,
+                                    finished_at=now, outcome="failed", created=0, updated=0, deleted=0,
+                                    unchanged=0, errors=list(errors)))
+        except SQLAlchemyError as error:
+            raise StateError(f"could not record the failed sync at {self._shown_url()}: {error}") from None
+
+    def agents(self, source: str | None = None, *, include_deleted: bool = False) -> list[Agent]:
+        if self._engine is None:
+            return []
+        query = select(Agent).order_by(Agent.namespace, Agent.name)
+        if source is not None:
+            query = query.where(Agent.source == source)
+        if not include_deleted:
+            query = query.where(Agent.status == "synced")
+        with self._session() as session:
+            return list(session.scalars(query))
+
+    def history(self, source: str | None = None, limit: int = 20) -> list[SyncRunView]:
+        if self._engine is None:
+            return []
+        query = select(SyncRun).order_by(SyncRun.id.desc()).limit(limit)
+        if source is not None:
+            query = query.where(SyncRun.source == source)
+        with self._session() as session:
+            return [SyncRunView(r.id, r.source, r.revision, r.trigger, r.started_at, r.finished_at, r.outcome,
+                                {"create": r.created, "update": r.updated, "delete": r.deleted,
+                                 "unchanged": r.unchanged}, list(r.errors))
+                    for r in session.scalars(query)]
+
+    def _sync_agents(self, session: Session, source: str, agents: Sequence[AgentRecord],
+                     now: datetime, revision: str | None, suspended: frozenset[str]) -> None:
+        existing = {(a.namespace, a.name): a for a in session.scalars(select(Agent).where(Agent.source == source))}
+        for record in agents:
+            if f"{record.namespace}/{record.name}" in suspended:
+                existing.pop((record.namespace, record.name), None)
+                continue
+            row = existing.pop((record.namespace, record.name), None)
+            if row is None:
+                session.add(Agent(namespace=record.namespace, name=record.name, source=source, spec=record.spec,
+                                  spec_hash=record.spec_hash, path=record.path, revision=revision,
+                                  status="synced", created_at=now, updated_at=now, deleted_at=None))
+            elif (row.spec_hash, row.path, row.status) != (record.spec_hash, record.path, "synced"):
+                row.spec, row.spec_hash, row.path, row.revision = record.spec, record.spec_hash, record.path, revision
+                row.status, row.updated_at, row.deleted_at = "synced", now, None
+        for row in existing.values():
+            if row.status != "deleted":
+                row.status, row.updated_at, row.deleted_at = "deleted", now, now
+
+    def _check_ownership(self, session: Session, plan: Plan, agents: Sequence[AgentRecord]) -> None:
+        creates = {(c.key.kind, c.key.namespace, c.key.name) for c in plan.pending if c.action == "create"}
+        wanted = {(a.namespace, a.name) for a in agents}
+        clashes = []
+        if creates:
+            for kind, namespace, name, owner in session.execute(
+                    select(StoredObject.kind, StoredObject.namespace, StoredObject.name, StoredObject.source)
+                    .where(StoredObject.source != plan.source)):
+                if (kind, namespace, name) in creates:
+                    clashes.append(f"{kind} {namespace}/{name} belongs to source {owner!r}")
+        for namespace, name, owner in session.execute(
+                select(Agent.namespace, Agent.name, Agent.source)
+                .where(Agent.source != plan.source, Agent.status == "synced")):
+            if (namespace, name) in wanted:
+                clashes.append(f"agent {namespace}/{name} belongs to source {owner!r}")
+        if clashes:
+            raise StateError("objects of another source are in the way: " + "; ".join(clashes)
+                             + " (remove them from that source first, or use another namespace)")
+
+    def _read_salt(self) -> str:
+        with Session(self._require()) as session, session.begin():
+            row = session.get(Meta, SALT_KEY)
+            if row is None:
+                row = Meta(key=SALT_KEY, value=secrets.token_hex(16))
+                session.add(row)
+            return row.value
+
+    def _session(self) -> Session:
+        return Session(self._require())
+
+    def _require(self) -> Engine:
+        if self._engine is None:
+            raise StateError(f"no state database at {self._shown_url()}")
+        return self._engine
+
+    def _shown_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+
+def open_state(url: str, *, create: bool) -> EmbeddedState:
+    """Open the state database; with create=False a missing SQLite file is an empty state, and
+    nothing is written (a dry run leaves no file behind)."""
+    path = _sqlite_path(url)
+    if path is not None and not path.exists():
+        if not create:
+            return EmbeddedState(None, url)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StateError(f"cannot create the state folder {path.parent}: {error.strerror} "
+                             "(choose another path with --database or DATABASE_URL)") from None
+    try:
+        engine = create_engine(url)
+        if path is not None:
+            event.listen(engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(engine)
+    except ModuleNotFoundError as error:
+        raise StateError(f"the database driver for {url.split(':', 1)[0]} is not installed ({error.name})") from None
+    except SQLAlchemyError as error:
+        raise StateError(f"cannot open the state database {make_url(url).render_as_string(hide_password=True)}: "
+                         f"{error.__class__.__name__}: {error.orig if hasattr(error, 'orig') else error}") from None
+    return EmbeddedState(engine, url)
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()

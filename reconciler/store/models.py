@@ -1,0 +1,75 @@
+"""Tables of the reconciler's state (SQLAlchemy 2 typed models)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Meta(Base):
+    """Settings the state keeps about itself, such as the salt of secret fingerprints."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Agent(Base):
+    """The last successfully synced spec of each agent; removed agents stay, marked deleted."""
+
+    __tablename__ = "agents"
+    __table_args__ = (UniqueConstraint("namespace", "name"), Index("ix_agents_source_status", "source", "status"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(63))
+    source: Mapped[str] = mapped_column(String(63))
+    spec: Mapped[dict[str, Any]]
+    spec_hash: Mapped[str] = mapped_column(String(80))
+    path: Mapped[str] = mapped_column(Text)
+    revision: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # synced | deleted
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class StoredObject(Base):
+    """An object applied by the embedded backend, in record form (secret values are fingerprints)."""
+
+    __tablename__ = "objects"
+    __table_args__ = (UniqueConstraint("kind", "namespace", "name"), Index("ix_objects_source", "source"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(63))
+    api_version: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(63))
+    namespace: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(253))
+    agent: Mapped[str | None] = mapped_column(String(128))
+    record: Mapped[dict[str, Any]]
+    revision: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SyncRun(Base):
+    """One attempt to sync a revision: what it changed, or why it failed."""
+
+    __tablename__ = "sync_runs"
+    __table_args__ = (Index("ix_sync_runs_source_started", "source", "started_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(63))
+    revision: Mapped[str | None] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str] = mapped_column(String(16))  # succeeded | failed
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    deleted: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list[Any]]

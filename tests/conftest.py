@@ -1,0 +1,5 @@
+import sys
+from pathlib import Path
+
+# Test helpers (factories, crd_schema) are plain modules beside the tests.
+sys.path.insert(0, str(Path(__file__).parent))

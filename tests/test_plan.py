@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from factories import agent
+from reconciler import diffs
+from reconciler.plan import RecordedObject, make_plan
+from reconciler.render import RenderSettings, render
+
+NOW = datetime(2026, 1, 2, tzinfo=UTC)
+
+
+def settings(revision: str = "r1", **overrides) -> RenderSettings:
+    values = dict(source="main", revision=revision, container_env={"TOKEN": "v1"}, secret_salt="salt", now=NOW)
+    values.update(overrides)
+    return RenderSettings(**values)
+
+
+def recorded_from(objects) -> list[RecordedObject]:
+    return [RecordedObject(o.api_version, o.kind, o.namespace, o.name, json.loads(json.dumps(o.record)), o.agent)
+            for o in objects]
+
+
+def test_first_plan_creates_everything():
+    plan = make_plan(render([agent("a"), agent("b")], settings()), [], source="main", revision="r1")
+    assert plan.summary == {"create": 5, "update": 0, "delete": 0, "unchanged": 0, "suspended": 0}
+    assert plan.has_changes
+
+
+def test_same_specs_at_a_new_revision_change_nothing():
+    agents = [agent("a"), agent("b", mode="warm-pool")]
+    recorded = recorded_from(render(agents, settings("r1")))
+    plan = make_plan(render(agents, settings("r2", now=NOW + timedelta(days=1))), recorded, source="main")
+    assert plan.summary["unchanged"] == 5 and not plan.has_changes
+
+
+def test_one_field_changed_updates_only_that_agents_objects():
+    recorded = recorded_from(render([agent("a"), agent("b")], settings()))
+    plan = make_plan(render([agent("a", image="ghcr.io/acme/harness:2.0"), agent("b")], settings()), recorded,
+                     source="main")
+    updates = [str(c.key) for c in plan.changes if c.action == "update"]
+    assert updates == ["SandboxTemplate agents/a", "Sandbox agents/a"]
+    text = diffs.render_text(plan)
+    assert "-        image: ghcr.io/acme/harness:1.4" in text
+    assert "+        image: ghcr.io/acme/harness:2.0" in text
+    assert text.endswith("Plan: 0 to create, 2 to update, 0 to delete, 3 unchanged.\n")
+
+
+def test_removed_agent_is_deleted_in_reverse_order():
+    recorded = recorded_from(render([agent("a"), agent("b")], settings()))
+    plan = make_plan(render([agent("a")], settings()), recorded, source="main")
+    deletes = [str(c.key) for c in plan.changes if c.action == "delete"]
+    assert deletes == ["Sandbox agents/b", "SandboxTemplate agents/b"]
+    assert plan.pending[-1].key.kind == "SandboxTemplate"
+
+
+def test_secret_values_are_masked_and_a_changed_value_is_marked():
+    recorded = recorded_from(render([agent("a")], settings(container_env={"TOKEN": "tok-one-123", "OTHER": "x"})))
+    plan = make_plan(render([agent("a")], settings(container_env={"TOKEN": "tok-two-456", "OTHER": "x"})), recorded,
+                     source="main")
+    [change] = plan.pending
+    assert change.key.kind == "Secret"
+    text = diffs.render_text(plan)
+    assert "-  TOKEN: '***'" in text and "+  TOKEN: '*** (changed)'" in text
+    assert "OTHER: '***'" in text and "OTHER: '*** (changed)'" not in text
+    for output in (text, diffs.render_json(plan), diffs.render_markdown(plan)):
+        assert "tok-one-123" not in output and "tok-two-456" not in output
+        assert "sha256:" not in output
+
+
+def test_suspended_agent_changes_are_shown_not_counted():
+    recorded = recorded_from(render([agent("a")], settings()))
+    desired = render([agent("a", image="other:1", suspend=True)], settings())
+    plan = make_plan(desired, recorded, source="main", suspended_agents=frozenset({"agents/a"}))
+    assert not plan.has_changes and plan.pending == []
+    assert plan.summary["suspended"] == 2
+    assert "suspended: not applied" in diffs.render_text(plan)
+
+
+def test_shutdown_countdown_is_kept_from_creation():
+    spec = agent("a", shutdown_after="8h")
+    recorded = recorded_from(render([spec], settings()))
+    later = render([spec], settings(now=NOW + timedelta(hours=3)))
+    assert make_plan(later, recorded, source="main").has_changes is False
+    changed = render([replace(spec, shutdown_after="9h")], settings(now=NOW + timedelta(hours=3)))
+    plan = make_plan(changed, recorded, source="main")
+    [sandbox] = [c for c in plan.pending if c.key.kind == "Sandbox"]
+    assert sandbox.after["spec"]["shutdownTime"] == "2026-01-02T12:00:00Z"
+
+
+def test_json_shape():
+    doc = json.loads(diffs.render_json(make_plan(render([agent("a")], settings()), [], source="main",
+                                                 revision="r1")))
+    assert doc["kind"] == "Plan" and doc["revision"] == "r1" and doc["source"] == "main"
+    assert doc["summary"] == {"create": 3, "update": 0, "delete": 0, "unchanged": 0, "suspended": 0}
+    first = doc["changes"][0]
+    assert set(first) == {"action", "apiVersion", "kind", "namespace", "name", "agent", "file", "line",
+                          "suspended", "diff", "before", "after"}
+    assert first["kind"] == "Secret" and first["after"]["data"] == {"TOKEN": "***"}
+    assert doc["changes"][1]["file"] == "repo/a.yaml" and doc["changes"][1]["line"] == 1
+
+
+def test_markdown_has_summary_table_and_one_details_block_per_agent():
+    recorded = recorded_from(render([agent("a"), agent("b")], settings()))
+    plan = make_plan(render([agent("a", model="gpt-4o"), agent("c")], settings()), recorded, source="main",
+                     revision="0123456789abcdef")
+    md = diffs.render_markdown(plan)
+    assert "| 2 | 2 | 2 | 1 |" in md
+    assert md.count("<details>") == 3
+    assert "<summary><code>agents/a</code>: 2 to update</summary>" in md
+    assert "<summary><code>agents/b</code>: 2 to delete</summary>" in md
+    assert "`0123456789ab`" in md
+
+
+def test_no_change_markdown_says_so():
+    objects = render([agent("a")], settings())
+    md = diffs.render_markdown(make_plan(objects, recorded_from(objects), source="main"))
+    assert "No changes." in md
+
+
+def test_colour_only_when_asked():
+    plan = make_plan(render([agent("a")], settings()), [], source="main")
+    assert "\033[" not in diffs.render_text(plan)
+    assert "\033[32m+" in diffs.render_text(plan, colour=True)
