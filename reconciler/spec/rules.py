@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.spec.load import pointer_join
+
 # Set by the reconciler inside every sandbox; highest precedence, so a spec may not set them.
 RESERVED_ENV = frozenset({"AGENT_NAME", "AGENT_NAMESPACE", "AGENT_MODEL", "LITELLM_API_BASE"})
 
@@ -76,7 +78,7 @@ def _reserved_keys(meta: dict[str, Any]) -> Iterator[Finding]:
     for field in ("labels", "annotations"):
         for key in meta.get(field, {}):
             if key in RESERVED_KEYS or key.startswith(RESERVED_KEY_PREFIXES):
-                yield Finding(f"/metadata/{field}/{_escape(key)}", f'{field[:-1]} key "{key}" is set by the reconciler',
+                yield Finding(pointer_join(f"/metadata/{field}", key), f'{field[:-1]} key "{key}" is set by the reconciler',
                               "choose another key")
 
 
@@ -102,11 +104,8 @@ def scan_credentials(value: Any, pointer: str = "") -> Iterator[Finding]:
             yield Finding(pointer, f"looks like {what} written in plain text", CREDENTIAL_HINT)
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from scan_credentials(item, f"{pointer}/{_escape(key)}")
+            yield from scan_credentials(item, pointer_join(pointer, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from scan_credentials(item, f"{pointer}/{index}")
+            yield from scan_credentials(item, pointer_join(pointer, index))
 
-
-def _escape(token: str) -> str:
-    return token.replace("~", "~0").replace("/", "~1")

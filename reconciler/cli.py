@@ -1,0 +1,269 @@
+"""The `reconcile` command: click commands that turn results into output and exit codes.
+
+Exit codes follow `kubectl diff`: 0 nothing to change, 1 changes (diff only), 2 invalid
+input, configuration or source, 3 the state could not be read or written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from reconciler import __version__, diffs
+from reconciler.config import DATABASE_OPTION, SOURCE_OPTIONS, Settings, settings_from
+from reconciler.engine import Outcome, Revision, read_revision, reconcile, render_revision
+from reconciler.errors import InvalidRevision, ReconcilerError, StateError
+from reconciler.render import DesiredObject
+from reconciler.store.embedded import database_url, open_state
+
+EXIT_CHANGES = 1
+EXIT_INVALID = 2
+EXIT_STATE = 3
+
+
+def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(SOURCE_OPTIONS):
+        command = option(command)
+    return click.argument("path", default=".", type=click.Path(file_okay=False))(command)
+
+
+def output_option(*choices: str) -> Callable[..., Any]:
+    return click.option("-o", "--output", type=click.Choice(choices), default=choices[0], show_default=True,
+                        help="Output format.")
+
+
+colour_option = click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto",
+                             show_default=True, help="Colour the text diff (auto: on a terminal, unless NO_COLOR).")
+
+
+class ReconcileGroup(click.Group):
+    """`reconcile --dry-run PATH` is `reconcile diff PATH`, as in kubectl."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--dry-run" in args:
+            position = args.index("--dry-run")
+            first_command = next((i for i, a in enumerate(args) if a in self.commands), None)
+            if first_command is None or position < first_command:
+                args = ["diff", *args[:position], *args[position + 1:]]
+            elif args[first_command] == "apply":
+                args = [*args[:first_command], "diff", *args[first_command + 1:position], *args[position + 1:]]
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InvalidRevision as invalid:
+            for problem in invalid.problems:
+                click.echo(str(problem), err=True)
+            click.echo(f"error: {invalid}", err=True)
+            ctx.exit(EXIT_INVALID)
+        except StateError as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(EXIT_STATE)
+        except ReconcilerError as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(EXIT_INVALID)
+
+
+@click.group(cls=ReconcileGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="reconcile")
+def main() -> None:
+    """Keep AI agents declared in Git true as agent-sandbox resources.
+
+    \b
+    Start with:
+      reconcile validate examples/      check every spec, report all errors
+      reconcile --dry-run examples/     show what would change (exit 1 if anything)
+      reconcile apply examples/         apply it to the state
+    """
+
+
+def _progress(message: str) -> None:
+    if sys.stderr.isatty() or os.environ.get("RECONCILER_PROGRESS") == "1":
+        click.echo(message, err=True)
+
+
+def _read(settings: Settings) -> Revision:
+    _progress(f"reading {settings.path}" + (f" at {settings.revision}" if settings.revision else "") + " ...")
+    started = time.perf_counter()
+    revision = read_revision(settings)
+    _report(revision, started)
+    return revision
+
+
+def _report(revision: Revision, started: float) -> None:
+    snapshot = revision.snapshot
+    if snapshot.uncommitted:
+        click.echo(f"note: read the committed revision {snapshot.revision[:12]}; {len(snapshot.uncommitted)} "
+                   f"uncommitted change(s) below {snapshot.root_display} are not included (commit them, or "
+                   "pass --work-tree to read the folder as it is)", err=True)
+    _progress(f"validated {revision.parsed.documents} document(s), {len(revision.parsed.agents)} agent(s) "
+              f"in {time.perf_counter() - started:.2f}s")
+
+
+def _reconcile(settings: Settings, *, dry_run: bool) -> Outcome:
+    _progress(f"reading {settings.path}" + (f" at {settings.revision}" if settings.revision else "") + " ...")
+    started = time.perf_counter()
+    return reconcile(settings, dry_run=dry_run, on_read=lambda revision: _report(revision, started))
+
+
+@main.command()
+@source_options
+@output_option("text", "json")
+def validate(path: str, output: str, **options: Any) -> None:
+    """Check every spec of PATH; print every error as FILE:LINE:COL: POINTER: MESSAGE (HINT)."""
+    settings = settings_from(path, options)
+    if output == "json":
+        try:
+            revision = read_revision(settings)
+        except InvalidRevision as invalid:
+            click.echo(json.dumps(_validation_document(invalid.revision, [], invalid), indent=2))
+            sys.exit(EXIT_INVALID)
+        click.echo(json.dumps(_validation_document(revision.id, revision.parsed.agents, None), indent=2))
+        return
+    revision = _read(settings)
+    at = f" at {revision.id[:12]}" if revision.id else ""
+    click.echo(f"ok: {len(revision.parsed.agents)} agent(s) in {revision.parsed.documents} document(s){at} are valid")
+
+
+def _validation_document(revision: str | None, agents: Any, invalid: InvalidRevision | None) -> dict[str, Any]:
+    problems = invalid.problems if invalid else []
+    return {
+        "valid": invalid is None,
+        "revision": revision,
+        "agents": [{"namespace": a.namespace, "name": a.name, "file": a.origin.file, "line": a.origin.line}
+                   for a in agents],
+        "errors": [{"file": p.file, "line": p.line, "column": p.column, "pointer": p.pointer,
+                    "message": p.message, "hint": p.hint} for p in problems],
+    }
+
+
+@main.command(name="render")
+@source_options
+@output_option("yaml", "json")
+def render_command(path: str, output: str, **options: Any) -> None:
+    """Print the objects PATH renders to (secret values masked)."""
+    settings = settings_from(path, options)
+    revision = _read(settings)
+    desired, _ = render_revision(revision, settings, salt="")
+    records = [_masked_record(o) for o in desired]
+    if output == "json":
+        click.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": records}, indent=2))
+    else:
+        click.echo(yaml.safe_dump_all(records, sort_keys=False), nl=False)
+
+
+def _masked_record(obj: DesiredObject) -> dict[str, Any]:
+    if obj.kind != "Secret":
+        return obj.record
+    return {**obj.record, "data": {k: diffs.MASK for k in obj.record.get("data", {})}}
+
+
+def _print_plan(outcome: Outcome, output: str, colour: str) -> None:
+    plan = outcome.plan
+    if output == "json":
+        click.echo(diffs.render_json(plan), nl=False)
+    elif output == "markdown":
+        click.echo(diffs.render_markdown(plan), nl=False)
+    else:
+        use_colour = colour == "always" or (colour == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+        click.echo(diffs.render_text(plan, colour=use_colour), nl=False)
+
+
+@main.command()
+@source_options
+@DATABASE_OPTION
+@output_option("text", "json", "markdown")
+@colour_option
+def diff(path: str, output: str, colour: str, **options: Any) -> None:
+    """Show what applying PATH would change (also: reconcile --dry-run PATH).
+
+    Exit code 0: nothing would change; 1: something would; 2 or more: an error.
+    """
+    outcome = _reconcile(settings_from(path, options), dry_run=True)
+    _print_plan(outcome, output, colour)
+    sys.exit(EXIT_CHANGES if outcome.plan.has_changes else 0)
+
+
+@main.command()
+@source_options
+@DATABASE_OPTION
+@output_option("text", "json", "markdown")
+@colour_option
+@click.option("--render-dir", type=click.Path(file_okay=False), default=None,
+              help="Also write the applied manifests here, one file per object (Secret values are never written).")
+def apply(path: str, output: str, colour: str, render_dir: str | None, **options: Any) -> None:
+    """Apply PATH: record its agents and objects in the state; print what changed."""
+    outcome = _reconcile(settings_from(path, options), dry_run=False)
+    _print_plan(outcome, output, colour)
+    if render_dir:
+        written = write_manifests(Path(render_dir), outcome.desired)
+        _progress(f"wrote {written} manifest(s) to {render_dir}")
+
+
+def write_manifests(folder: Path, desired: tuple[DesiredObject, ...]) -> int:
+    """One YAML file per object, named namespace/kind-name.yaml; stale files of earlier runs removed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = {}
+    for obj in desired:
+        if obj.kind == "Secret":
+            continue  # values never go to disk; the reconciler applies the Secret itself
+        wanted[Path(obj.namespace) / f"{obj.kind.lower()}-{obj.name}.yaml"] = obj.body
+    for existing in folder.glob("*/*.yaml"):
+        if existing.relative_to(folder) not in wanted:
+            existing.unlink()
+    for relative, body in wanted.items():
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(body, sort_keys=False)
+        if not target.exists() or target.read_text() != text:
+            target.write_text(text)
+    return len(wanted)
+
+
+@main.command()
+@DATABASE_OPTION
+@click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default=None,
+              help="Only this source's runs. [env: RECONCILER_SOURCE_NAME]")
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@output_option("text", "json")
+def history(database: str | None, source_name: str | None, limit: int, output: str) -> None:
+    """List recent sync runs, newest first."""
+    state = open_state(database_url(database or Settings().database), create=False)
+    runs = state.history(source_name, limit)
+    if output == "json":
+        click.echo(json.dumps([{
+            "id": r.id, "source": r.source, "revision": r.revision, "trigger": r.trigger,
+            "startedAt": r.started_at.isoformat(), "finishedAt": r.finished_at.isoformat() if r.finished_at else None,
+            "outcome": r.outcome, "summary": r.counts, "errors": r.errors} for r in runs], indent=2))
+        return
+    if not runs:
+        click.echo("no sync runs recorded")
+        return
+    click.echo(f"{'ID':>5}  {'STARTED':19}  {'SOURCE':12}  {'REVISION':12}  {'OUTCOME':9}  CHANGES")
+    for r in runs:
+        counts = r.counts
+        changes = f"+{counts['create']} ~{counts['update']} -{counts['delete']} ={counts['unchanged']}"
+        if r.errors:
+            changes += f"  {len(r.errors)} error(s)"
+        click.echo(f"{r.id:>5}  {r.started_at:%Y-%m-%d %H:%M:%S}  {r.source[:12]:12}  "
+                   f"{(r.revision or '(folder)')[:12]:12}  {r.outcome:9}  {changes}")
+
+
+@main.command()
+def schema() -> None:
+    """Print the Agent JSON Schema (point an editor at it)."""
+    from reconciler.spec.schema import schema_text
+
+    click.echo(schema_text(), nl=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Every setting, from flags then environment, read in one place."""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler.errors import ConfigError
+from reconciler.render import SANDBOX_API_VERSIONS
+from reconciler.spec.load import LoadLimits
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def default_database() -> str:
+    """SQLite under the user's state folder (XDG), so a fresh machine needs no server."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "agent-reconciler" / "state.db")
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: str = "."
+    revision: str | None = None
+    subpath: str | None = None
+    work_tree: bool = False
+    namespace: str = "default"
+    source_name: str = "default"
+    sandbox_api_version: str = "v1beta1"
+    gateway_url: str | None = None
+    database: str = field(default_factory=default_database)
+    max_file_bytes: int = LoadLimits.max_file_bytes
+    max_documents: int = LoadLimits.max_documents
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    @property
+    def limits(self) -> LoadLimits:
+        return LoadLimits(max_file_bytes=self.max_file_bytes, max_documents=self.max_documents)
+
+    def check(self) -> Settings:
+        for option, value in (("--namespace", self.namespace), ("--source-name", self.source_name)):
+            if not DNS_LABEL.match(value):
+                raise ConfigError(f"{option} {value!r} is not a DNS-1123 label "
+                                  "(lower-case letters, digits and '-', at most 63 characters)")
+        if self.sandbox_api_version not in SANDBOX_API_VERSIONS:
+            raise ConfigError(f"--sandbox-api-version must be one of {', '.join(SANDBOX_API_VERSIONS)}")
+        return self
+
+
+# (flag, settings field, environment variable, help) for options shared by commands that read a source.
+SOURCE_OPTIONS: list[Callable[[Any], Any]] = [
+    click.option("--revision", "revision", metavar="REF", default=None,
+                 help="Git revision to read (branch, tag, SHA); default HEAD when PATH is in a Git work tree."),
+    click.option("--path", "subpath", metavar="DIR", default=None,
+                 help="Read specs only below this folder of the source."),
+    click.option("--work-tree", is_flag=True, default=False,
+                 help="Read PATH as a plain folder, uncommitted edits included, even inside a Git work tree."),
+    click.option("-n", "--namespace", envvar="RECONCILER_NAMESPACE", default="default", show_default=True,
+                 help="Namespace of agents whose spec names none. [env: RECONCILER_NAMESPACE]"),
+    click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default="default", show_default=True,
+                 help="Name of this source, set on every object it owns; several sources may share a "
+                      "cluster. [env: RECONCILER_SOURCE_NAME]"),
+    click.option("--sandbox-api-version", envvar="RECONCILER_SANDBOX_API_VERSION",
+                 type=click.Choice(SANDBOX_API_VERSIONS), default="v1beta1", show_default=True,
+                 help="agent-sandbox API version to render (v1alpha1 for agent-sandbox <= v0.4). "
+                      "[env: RECONCILER_SANDBOX_API_VERSION]"),
+    click.option("--gateway-url", envvar=["RECONCILER_SANDBOX_GATEWAY_URL", "LITELLM_API_BASE"], default=None,
+                 help="LiteLLM gateway URL given to sandboxes as LITELLM_API_BASE. "
+                      "[env: RECONCILER_SANDBOX_GATEWAY_URL, then LITELLM_API_BASE]"),
+    click.option("--max-file-size", "max_file_bytes", envvar="RECONCILER_MAX_FILE_SIZE", type=click.IntRange(1),
+                 default=LoadLimits.max_file_bytes, show_default=True,
+                 help="Largest spec file read, in bytes. [env: RECONCILER_MAX_FILE_SIZE]"),
+]
+
+DATABASE_OPTION = click.option(
+    "--database", envvar="DATABASE_URL", default=None, metavar="URL|FILE",
+    help="State database: a SQLAlchemy URL or a SQLite file. "
+         "[env: DATABASE_URL; default: $XDG_STATE_HOME/agent-reconciler/state.db]")
+
+
+def settings_from(path: str, options: Mapping[str, Any]) -> Settings:
+    """Settings from a command's parsed options (click has already applied the environment)."""
+    known = {k: v for k, v in options.items() if k in Settings.__dataclass_fields__ and v is not None}
+    return Settings(path=path, **known).check()

@@ -1,0 +1,105 @@
+"""Spec files of one revision -> validated AgentSpecs, or every problem found. Pure."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from reconciler.errors import FileRefError, Problem
+from reconciler.spec.load import Document, LoadLimits, load_file, pointer_from_path
+from reconciler.spec.model import AgentSpec, Origin, agent_from_document
+from reconciler.spec.rules import CREDENTIAL_HINT, check_agent, find_credential
+from reconciler.spec.schema import schema_errors
+
+# (path relative to the source root, bytes)
+SpecInput = tuple[str, bytes]
+# read_file(path written in the spec, relative_to=spec path) -> bytes; raises FileRefError
+FileReader = Callable[..., bytes]
+# source-relative path -> path as shown to people
+Display = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class ParsedRevision:
+    agents: tuple[AgentSpec, ...]
+    problems: tuple[Problem, ...]
+    documents: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def parse_revision(files: Sequence[SpecInput], *, read_file: FileReader, display: Display,
+                   default_namespace: str, limits: LoadLimits = LoadLimits()) -> ParsedRevision:
+    """Load, schema-check and rule-check every document; collect all problems, not just the first."""
+    parsed: list[tuple[AgentSpec, Document]] = []
+    problems: list[Problem] = []
+    documents = 0
+    for path, data in files:
+        shown = display(path)
+        docs, load_problems = load_file(shown, data, limits)
+        problems.extend(load_problems)
+        documents += len(docs)
+        for doc in docs:
+            agent, found = _parse_document(doc, path, read_file=read_file, default_namespace=default_namespace)
+            problems.extend(found)
+            if agent is not None:
+                parsed.append((agent, doc))
+    problems.extend(_duplicates(parsed))
+    agents = sorted((agent for agent, _ in parsed), key=lambda a: (a.namespace, a.name))
+    return ParsedRevision(tuple(agents), tuple(sorted(set(problems))), documents)
+
+
+def _parse_document(doc: Document, path: str, *, read_file: FileReader,
+                    default_namespace: str) -> tuple[AgentSpec | None, list[Problem]]:
+    def problem(pointer: str, message: str, hint: str) -> Problem:
+        line, column = doc.position(pointer)
+        return Problem(doc.file, line, column, pointer, message, hint)
+
+    problems = [problem(pointer_from_path(p), m, h) for p, m, h in schema_errors(doc.data)]
+    if problems:
+        return None, problems
+    problems = [problem(f.pointer, f.message, f.hint) for f in check_agent(doc.data)]
+    spec = doc.data["spec"]
+    prompt = spec.get("systemPrompt", "")
+    if "systemPromptFile" in spec:
+        prompt, found = _read_prompt(spec["systemPromptFile"], path, read_file)
+        problems.extend(problem("/spec/systemPromptFile", m, h) for m, h in found)
+    if problems:
+        return None, problems
+    origin = Origin(path=path, file=doc.file, line=doc.line, column=doc.column)
+    return agent_from_document(doc.data, origin=origin, default_namespace=default_namespace,
+                               system_prompt=prompt), []
+
+
+def _read_prompt(name: str, spec_path: str, read_file: FileReader) -> tuple[str, list[tuple[str, str]]]:
+    try:
+        data = read_file(name, relative_to=spec_path)
+    except FileRefError as error:
+        return "", [(f"systemPromptFile {name!r}: {error.reason}", error.hint or "fix the path")]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return "", [(f"systemPromptFile {name!r} is not valid UTF-8 (byte offset {error.start})",
+                     "save the prompt file as UTF-8")]
+    if "\x00" in text:
+        return "", [(f"systemPromptFile {name!r} is a binary file", "point it at a text file")]
+    what = find_credential(text)
+    if what:
+        return "", [(f"systemPromptFile {name!r} contains what looks like {what}", CREDENTIAL_HINT)]
+    return text.removeprefix("\ufeff"), []
+
+
+def _duplicates(parsed: list[tuple[AgentSpec, Document]]) -> list[Problem]:
+    first: dict[str, Document] = {}
+    problems = []
+    for agent, doc in parsed:
+        seen = first.setdefault(agent.key, doc)
+        if seen is not doc:
+            line, column = doc.position("/metadata/name")
+            seen_line, _ = seen.position("/metadata/name")
+            problems.append(Problem(
+                doc.file, line, column, "/metadata/name",
+                f'agent "{agent.key}" is also declared at {seen.file}:{seen_line}',
+                "names are unique per namespace: rename or remove one of them"))
+    return problems
