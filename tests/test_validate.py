@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import posixpath
+
+import pytest
+
+from factories import agent_yaml
+from reconciler.container_env import container_env
+from reconciler.errors import ConfigError, FileRefError
+from reconciler.spec.validate import parse_revision
+
+
+def parse(files: dict[str, str], extra: dict[str, str] | None = None):
+    everything = {**files, **(extra or {})}
+
+    def read_file(path: str, *, relative_to: str) -> bytes:
+        full = posixpath.join(posixpath.dirname(relative_to), path)
+        if full not in everything:
+            raise FileRefError(f"{full} does not exist", "fix the path")
+        return everything[full].encode()
+
+    return parse_revision([(p, t.encode()) for p, t in sorted(files.items())], read_file=read_file,
+                          display=lambda p: f"repo/{p}", default_namespace="default")
+
+
+def messages(result) -> list[str]:
+    return [str(p) for p in result.problems]
+
+
+def test_valid_agents_with_defaults():
+    result = parse({"a.yaml": agent_yaml("a", namespace=None), "b.yaml": agent_yaml("b", mode="warm-pool")})
+    assert result.ok and result.documents == 2
+    b, a = result.agents
+    assert (b.namespace, b.mode, b.warm_pool_replicas, b.chat_enabled) == ("agents", "warm-pool", 1, False)
+    assert (a.namespace, a.mode) == ("default", "always-on")
+    keys = [x.key for x in result.agents]
+    assert keys == ["agents/b", "default/a"]
+    assert result.agents[1].origin.file == "repo/a.yaml"
+
+
+def test_prompt_file_is_read_relative_to_the_spec():
+    spec = agent_yaml("a").replace("systemPrompt: You help.", "systemPromptFile: prompts/a.md")
+    result = parse({"agents/a.yaml": spec}, {"agents/prompts/a.md": "\ufeffBe kind.\n"})
+    assert result.ok and result.agents[0].system_prompt == "Be kind.\n"
+
+
+def test_every_problem_of_a_revision_is_reported():
+    bad_schema = agent_yaml("a", extra_spec="  temperature: 1\n")
+    bad_rule = agent_yaml("b", extra_spec="  env:\n    - name: AGENT_MODEL\n      value: x\n")
+    result = parse({"a.yaml": bad_schema, "b.yaml": bad_rule, "c.yaml": "kind: [\n"})
+    assert not result.ok and result.agents == ()
+    assert [p.file for p in result.problems] == ["repo/a.yaml", "repo/b.yaml", "repo/c.yaml"]
+    assert messages(result)[0] == 'repo/a.yaml:12:3: /spec/temperature: unknown field "temperature" (allowed here: ' \
+        'args, chat, command, driftPolicy, env, image, imagePullPolicy, model, resources, runtimeClassName, sandbox, ' \
+        'suspend, systemPrompt, systemPromptFile)'
+
+
+def test_did_you_mean():
+    result = parse({"a.yaml": agent_yaml("a").replace("  image:", "  imgae:")})
+    assert messages(result) == [
+        'repo/a.yaml:7:1: /spec: missing required field "image" (add image: to this mapping)',
+        'repo/a.yaml:10:3: /spec/imgae: unknown field "imgae" (did you mean "image"?)']
+
+
+def test_duplicates_name_both_places():
+    result = parse({"x/a.yaml": agent_yaml("a"), "y/b.yaml": agent_yaml("a")})
+    assert messages(result) == ['repo/y/b.yaml:4:3: /metadata/name: agent "agents/a" is also declared at '
+                                'repo/x/a.yaml:4 (names are unique per namespace: rename or remove one of them)']
+
+
+def test_same_name_in_two_namespaces_is_fine():
+    assert parse({"a.yaml": agent_yaml("a", "one"), "b.yaml": agent_yaml("a", "two")}).ok
+
+
+def test_wrong_kind_is_reported_alone():
+    result = parse({"a.yaml": "apiVersion: v1\nkind: ConfigMap\ndata: {}\n"})
+    assert messages(result) == [
+        'repo/a.yaml:1:1: /apiVersion: must be "agent-reconciler/v1alpha1", got "v1" '
+        '(write apiVersion: agent-reconciler/v1alpha1)',
+        'repo/a.yaml:2:1: /kind: must be "Agent", got "ConfigMap" (write kind: Agent)']
+
+
+@pytest.mark.parametrize("value", [
+    "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB", "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
+    "sk-abcdefghijklmnopqrstuvwxyz012345", "sk-ant-api03-abcdefghijklmnopqrstuv", "AKIAIOSFODNN7EXAMPLE",
+    "xoxb-1234567890-abcdefghij", "AIzaSyA-abcdefghijklmnopqrstuvwxyz01234"])
+def test_credentials_in_literals(value):
+    result = parse({"a.yaml": agent_yaml("a", extra_spec=f"  args: [--token, {value}]\n")})
+    [problem] = result.problems
+    assert problem.pointer == "/spec/args/1" and "written in plain text" in problem.message
+
+
+@pytest.mark.parametrize("value", ["sk-short", "task-runner-for-the-team", "AKIA-not-a-key", "my-gh_token"])
+def test_ordinary_text_is_not_a_credential(value):
+    assert parse({"a.yaml": agent_yaml("a", extra_spec=f"  args: [{value}]\n")}).ok
+
+
+def test_container_env_strips_the_prefix_and_checks_names():
+    env = {"CONTAINER_ENV_GITHUB_TOKEN": "t", "CONTAINER_ENV_REGION": "eu", "PATH": "/bin"}
+    assert container_env(env) == {"GITHUB_TOKEN": "t", "REGION": "eu"}
+    with pytest.raises(ConfigError) as error:
+        container_env({"CONTAINER_ENV_1BAD": "secret-value", "CONTAINER_ENV_AGENT_NAME": "x", "CONTAINER_ENV_": "y"})
+    text = str(error.value)
+    assert "CONTAINER_ENV_1BAD: '1BAD' is not a valid variable name" in text
+    assert "CONTAINER_ENV_AGENT_NAME: AGENT_NAME is set by the reconciler" in text
+    assert "CONTAINER_ENV_: '' is not a valid variable name" in text
+    assert "secret-value" not in text
