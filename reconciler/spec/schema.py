@@ -144,13 +144,16 @@ def _explain(error: ValidationError) -> Iterator[tuple[list[str | int], str, str
         yield path, "has both value and valueFrom", "keep one of them"
         return
     if kind in ("pattern", "minLength", "maxLength", "anyOf"):
-        description = schema.get("description") or _field_description(error)
+        description = schema.get("description") or _field_description(error) or "see the schema"
         shown = json.dumps(value) if isinstance(value, str) and len(value) <= 80 else describe_type(value)
-        yield path, f"{shown} is not valid: {_short(error)}", description or "see the schema"
+        reason = f" ({_short(error)})" if kind in ("minLength", "maxLength") else ""
+        yield path, f"{shown} is not valid{reason}", "use " + description[0].lower() + description[1:].rstrip(".")
         return
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        yield path, f"{value} is out of range ({error.message.split(' is ', 1)[-1]})", \
-            _field_description(error) or "see the schema"
+        low, high = schema.get("minimum"), schema.get("maximum")
+        hint = f"use a value from {low} to {high}" if low is not None and high is not None else \
+            f"use a value of at least {low}" if low is not None else f"use a value of at most {high}"
+        yield path, f"{value} is out of range ({error.message.split(' is ', 1)[-1]})", hint
         return
     if kind in ("maxItems", "minItems", "maxProperties", "minProperties"):
         yield path, _short(error), _field_description(error) or "see the schema"
@@ -161,10 +164,8 @@ def _explain(error: ValidationError) -> Iterator[tuple[list[str | int], str, str
 def _short(error: ValidationError) -> str:
     kind, limit = error.validator, error.validator_value
     return {
-        "pattern": f"must match {limit}",
         "minLength": f"must have at least {limit} character(s)",
         "maxLength": f"must have at most {limit} characters",
-        "anyOf": "must be a Kubernetes quantity such as 250m, 1, 512Mi or 2Gi",
         "maxItems": f"too many items (at most {limit})",
         "minItems": f"too few items (at least {limit})",
         "maxProperties": f"too many entries (at most {limit})",

@@ -1,0 +1,173 @@
+"""End to end through the `reconcile` command, on a real Git repository made from examples/."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import git
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from reconciler.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> git.Repo:
+    root = tmp_path / "agents-repo"
+    shutil.copytree(EXAMPLES, root)
+    repository = git.Repo.init(root)
+    with repository.config_writer() as config:
+        config.set_value("user", "name", "Test")
+        config.set_value("user", "email", "test@example.com")
+    repository.git.add(A=True)
+    repository.index.commit("agents")
+    return repository
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    database = tmp_path / "state.db"
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+    def invoke(*args: str, env: dict[str, str] | None = None):
+        return CliRunner().invoke(main, [*args, "--database", str(database)] if args[0] not in ("validate", "render",
+                                                                                                "schema")
+                                  else list(args), env=env)
+    invoke.database = database
+    return invoke
+
+
+def commit(repo: git.Repo, path: str, text: str | None, message: str) -> str:
+    target = Path(repo.working_tree_dir) / path
+    if text is None:
+        repo.index.remove([path], working_tree=True)
+    else:
+        target.write_text(text)
+        repo.index.add([path])
+    return repo.index.commit(message).hexsha
+
+
+def test_validate_reports_the_revision(repo, run):
+    result = run("validate", repo.working_tree_dir)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"ok: 5 agent(s) in 5 document(s) at {repo.head.commit.hexsha[:12]} are valid\n"
+
+
+def test_dry_run_apply_then_nothing_left(repo, run):
+    path = repo.working_tree_dir
+    first = run("--dry-run", path)
+    assert first.exit_code == 1, first.stderr
+    assert first.stdout.endswith("Plan: 10 to create, 0 to update, 0 to delete, 0 unchanged.\n")
+    assert not run.database.exists(), "a dry run writes nothing"
+    applied = run("apply", path)
+    assert applied.exit_code == 0, applied.stderr
+    again = run("--dry-run", path)
+    assert (again.exit_code, again.stdout) == (0, "Plan: 0 to create, 0 to update, 0 to delete, 10 unchanged.\n")
+    assert run("diff", path).exit_code == 0
+
+
+def test_a_commit_changes_only_its_agent(repo, run):
+    path = repo.working_tree_dir
+    assert run("apply", path).exit_code == 0
+    spec = Path(path, "agents/research.yaml").read_text().replace("gpt-4o\n", "gpt-4.1\n")
+    head = commit(repo, "agents/research.yaml", spec, "research on gpt-4.1")
+    result = run("diff", path, "-o", "json")
+    assert result.exit_code == 1
+    plan = json.loads(result.stdout)
+    assert plan["revision"] == head
+    assert [(c["action"], c["kind"], c["name"]) for c in plan["changes"]] == [
+        ("update", "SandboxTemplate", "research"), ("update", "SandboxWarmPool", "research")]
+    assert "-          value: gpt-4o\n+          value: gpt-4.1\n" in plan["changes"][0]["diff"]
+
+
+def test_deleting_a_spec_deletes_its_objects(repo, run):
+    path = repo.working_tree_dir
+    assert run("apply", path).exit_code == 0
+    commit(repo, "agents/research.yaml", None, "retire research")
+    result = run("apply", path)
+    assert result.exit_code == 0
+    assert result.stdout.endswith("Plan: 0 to create, 0 to update, 2 to delete, 8 unchanged.\n")
+    assert run("--dry-run", path).exit_code == 0
+
+
+def test_uncommitted_edits_are_not_read_but_announced(repo, run):
+    path = repo.working_tree_dir
+    Path(path, "agents/research.yaml").write_text("not: [valid")
+    result = run("validate", path)
+    assert result.exit_code == 0
+    assert "1 uncommitted change(s)" in result.stderr and "--work-tree" in result.stderr
+    assert run("validate", path, "--work-tree").exit_code == 2
+
+
+def test_earlier_revision(repo, run):
+    path = repo.working_tree_dir
+    commit(repo, "agents/research.yaml", None, "retire research")
+    assert "4 agent(s)" in run("validate", path).stdout
+    assert "5 agent(s)" in run("validate", path, "--revision", "HEAD~1").stdout
+    bad = run("validate", path, "--revision", "no-such-branch")
+    assert bad.exit_code == 2 and "no-such-branch" in bad.stderr
+
+
+def test_markdown_for_a_pull_request(repo, run):
+    result = run("diff", repo.working_tree_dir, "-o", "markdown")
+    assert result.exit_code == 1
+    md = result.stdout
+    assert md.startswith("### agent-reconciler plan for source `default` at `")
+    assert "| 10 | 0 | 0 | 0 |" in md
+    assert md.count("<details>") == 5
+
+
+def test_container_env_values_never_leave_the_secret(repo, run, tmp_path):
+    env = {"CONTAINER_ENV_GITHUB_TOKEN": "ghp_planted0123456789abcdefghijklmnopqrs"}
+    out = tmp_path / "manifests"
+    result = run("apply", repo.working_tree_dir, "--render-dir", str(out), env=env)
+    assert result.exit_code == 0, result.stderr
+    assert "GITHUB_TOKEN: '***'" in result.stdout
+    assert result.stdout.endswith("Plan: 12 to create, 0 to update, 0 to delete, 0 unchanged.\n")
+    dump = run.database.read_bytes()
+    assert b"ghp_planted" not in dump
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.yaml"))
+    assert len(written) == 10 and "agents/sandbox-support-triage.yaml" in written
+    assert all("ghp_planted" not in p.read_text() for p in out.rglob("*.yaml"))
+    changed = run("diff", repo.working_tree_dir, env={"CONTAINER_ENV_GITHUB_TOKEN": "ghp_other"})
+    assert changed.exit_code == 1
+    assert "+  GITHUB_TOKEN: '*** (changed)'" in changed.stdout and "ghp_other" not in changed.stdout
+
+
+def test_render_prints_valid_manifests(repo, run):
+    result = run("render", repo.working_tree_dir)
+    objects = list(yaml.safe_load_all(result.stdout))
+    assert [o["kind"] for o in objects].count("SandboxTemplate") == 5
+
+
+def test_history_lists_runs(repo, run):
+    assert run("apply", repo.working_tree_dir).exit_code == 0
+    Path(repo.working_tree_dir, "agents/research.yaml").write_text("kind: [")
+    assert run("apply", repo.working_tree_dir, "--work-tree").exit_code == 2
+    runs = json.loads(run("history", "-o", "json").stdout)
+    assert [r["outcome"] for r in runs] == ["failed", "succeeded"]
+    assert runs[1]["summary"] == {"create": 10, "update": 0, "delete": 0, "unchanged": 0}
+    assert runs[0]["errors"][0].startswith(str(Path(repo.working_tree_dir, "agents/research.yaml")))
+
+
+def test_python_dash_m_and_version():
+    result = subprocess.run([sys.executable, "-m", "reconciler", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("reconcile, version ")
+
+
+def test_schema_command_prints_the_shipped_schema():
+    result = CliRunner().invoke(main, ["schema"])
+    assert json.loads(result.stdout)["$id"].endswith("agent.schema.json")
+
+
+def test_bad_option_values(run, tmp_path):
+    result = CliRunner().invoke(main, ["validate", str(tmp_path), "--namespace", "Bad_NS"])
+    assert result.exit_code == 2 and "--namespace 'Bad_NS' is not a DNS-1123 label" in result.stderr
+    missing = CliRunner().invoke(main, ["validate", str(tmp_path / "nope")])
+    assert missing.exit_code == 2

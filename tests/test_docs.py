@@ -1,0 +1,60 @@
+"""The README is tested against the code: fields, commands and options it documents exist, and vice versa."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from reconciler.cli import main
+from reconciler.spec.schema import agent_schema
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def schema_fields(schema: dict, prefix: str = "") -> set[str]:
+    fields = set()
+    for name, sub in schema.get("properties", {}).items():
+        path = f"{prefix}{name}"
+        fields.add(path)
+        if "properties" in sub and name not in ("valueFrom",):
+            fields |= schema_fields(sub, path + ".")
+    return fields
+
+
+def test_every_schema_field_is_in_the_spec_reference():
+    documented = " ".join(re.findall(r"^\| `([^|]+)` \|", README, flags=re.M))
+    missing = [f for f in sorted(schema_fields(agent_schema())) if f not in documented
+               and f.split(".")[-1] not in ("requests", "limits", "warmPool", "args")]
+    assert missing == []
+
+
+def test_every_schema_field_has_a_description():
+    def walk(node, path):
+        if isinstance(node, dict):
+            for name, sub in node.get("properties", {}).items():
+                assert "description" in sub or "$ref" in sub and "description" in sub, f"{path}.{name}"
+                walk(sub, f"{path}.{name}")
+            for key in ("items", "additionalProperties"):
+                if isinstance(node.get(key), dict):
+                    walk(node[key], path)
+    walk(agent_schema(), "")
+    for name, definition in agent_schema()["$defs"].items():
+        walk(definition, name)
+
+
+def test_every_command_is_documented():
+    for name in main.commands:
+        assert f"`reconcile {name}" in README, name
+
+
+def test_every_documented_command_exists():
+    for name in set(re.findall(r"`reconcile ([a-z]+)", README)):
+        assert name in main.commands, name
+
+
+def test_every_source_option_is_documented():
+    command = main.commands["diff"]
+    for param in command.params:
+        for opt in param.opts:
+            if opt.startswith("--"):
+                assert f"`{opt}" in README or f", {opt}`" in README, opt
