@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from reconciler.spec.model import AgentSpec, EnvVar, Origin
+from reconciler.spec.model import AgentSpec, EnvVar, KeyRef, Origin
 
 SANDBOX_GROUP = "agents.x-k8s.io"
 EXTENSIONS_GROUP = "extensions.agents.x-k8s.io"
@@ -119,9 +119,22 @@ def agent_records(agents: Sequence[AgentSpec], settings: RenderSettings) -> list
 
 
 def spec_dict(agent: AgentSpec) -> dict[str, Any]:
-    data = dataclasses.asdict(agent)
-    del data["origin"]
+    """The agent as JSON-ready data (everything but where it was written)."""
+    # By hand rather than dataclasses.asdict: this runs for every agent and asdict deep-copies.
+    data = {f: getattr(agent, f) for f in _SPEC_FIELDS}
+    data["labels"], data["annotations"] = dict(agent.labels), dict(agent.annotations)
+    data["command"], data["args"] = list(agent.command), list(agent.args)
+    data["env"] = [{"name": e.name, "value": e.value, "secret_key_ref": _ref(e.secret_key_ref),
+                    "config_map_key_ref": _ref(e.config_map_key_ref)} for e in agent.env]
+    data["resources"] = {k: dict(v) for k, v in agent.resources.items()}
     return data
+
+
+def _ref(ref: KeyRef | None) -> dict[str, Any] | None:
+    return None if ref is None else {"name": ref.name, "key": ref.key, "optional": ref.optional}
+
+
+_SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(AgentSpec) if f.name != "origin")
 
 
 def spec_hash(agent: AgentSpec) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.spec.load import pointer_join
+from reconciler.spec.load import pointer_from_path, pointer_join
 
 # Set by the reconciler inside every sandbox; highest precedence, so a spec may not set them.
 RESERVED_ENV = frozenset({"AGENT_NAME", "AGENT_NAMESPACE", "AGENT_MODEL", "LITELLM_API_BASE"})
@@ -47,8 +47,14 @@ CREDENTIAL_HINT = ("never put credentials in Git: use env[].valueFrom.secretKeyR
                    "CONTAINER_ENV_<NAME> in the reconciler's environment")
 
 
+# One pass over each string in the common case (no credential); the patterns then name the kind.
+_ANY_CREDENTIAL = re.compile("|".join(f"(?:{p.regex.pattern})" for p in CREDENTIAL_PATTERNS))
+
+
 def find_credential(text: str) -> str | None:
     """What kind of credential `text` contains, or None."""
+    if not _ANY_CREDENTIAL.search(text):
+        return None
     for pattern in CREDENTIAL_PATTERNS:
         if pattern.regex.search(text):
             return pattern.what
@@ -96,16 +102,16 @@ def _env(env: list[dict[str, Any]]) -> Iterator[Finding]:
             seen[name] = index
 
 
-def scan_credentials(value: Any, pointer: str = "") -> Iterator[Finding]:
+def scan_credentials(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[Finding]:
     """Every string in `value` that looks like a credential, by JSON pointer."""
     if isinstance(value, str):
         what = find_credential(value)
         if what:
-            yield Finding(pointer, f"looks like {what} written in plain text", CREDENTIAL_HINT)
+            yield Finding(pointer_from_path(path), f"looks like {what} written in plain text", CREDENTIAL_HINT)
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from scan_credentials(item, pointer_join(pointer, key))
+            yield from scan_credentials(item, (*path, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from scan_credentials(item, pointer_join(pointer, index))
+            yield from scan_credentials(item, (*path, index))
 
