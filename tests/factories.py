@@ -34,3 +34,24 @@ spec:
   image: ghcr.io/acme/harness:1.4
   sandbox: {{mode: {mode}}}
 {extra_spec}"""
+
+
+def write_files(root, files: dict[str, str]) -> None:
+    for path, text in files.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+
+
+def git_repo(root, files: dict[str, str] | None = None):
+    """A Git repository at `root` with `files` (and whatever is already there) in one commit."""
+    import git
+
+    write_files(root, files or {})
+    repo = git.Repo.init(root)
+    with repo.config_writer() as config:
+        config.set_value("user", "name", "Test")
+        config.set_value("user", "email", "test@example.com")
+    repo.git.add(A=True)
+    repo.index.commit("first")
+    return repo

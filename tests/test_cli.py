@@ -12,6 +12,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from factories import git_repo
 from reconciler.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -21,13 +22,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 def repo(tmp_path: Path) -> git.Repo:
     root = tmp_path / "agents-repo"
     shutil.copytree(EXAMPLES, root)
-    repository = git.Repo.init(root)
-    with repository.config_writer() as config:
-        config.set_value("user", "name", "Test")
-        config.set_value("user", "email", "test@example.com")
-    repository.git.add(A=True)
-    repository.index.commit("agents")
-    return repository
+    return git_repo(root)
 
 
 @pytest.fixture

@@ -6,26 +6,10 @@ from pathlib import Path
 import git
 import pytest
 
+from factories import git_repo as make_repo
+from factories import write_files as write
 from reconciler.errors import FileRefError, SourceError
 from reconciler.source import open_source
-
-
-def write(root: Path, files: dict[str, str]) -> None:
-    for path, text in files.items():
-        target = root / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-
-
-def make_repo(root: Path, files: dict[str, str]) -> git.Repo:
-    write(root, files)
-    repo = git.Repo.init(root)
-    with repo.config_writer() as config:
-        config.set_value("user", "name", "Test")
-        config.set_value("user", "email", "test@example.com")
-    repo.git.add(A=True)
-    repo.index.commit("first")
-    return repo
 
 
 FILES = {
