@@ -1,0 +1,1 @@
+"""The Agent JSON Schema, installed as the package data reconciler.schemas."""

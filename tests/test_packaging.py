@@ -1,0 +1,20 @@
+"""The wheel users install carries the schema, and the schema it carries is the repository's."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_ships_the_schema(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", str(ROOT), "-w", str(tmp_path)],
+                   check=True, capture_output=True)
+    [wheel] = tmp_path.glob("agent_reconciler-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = archive.read("reconciler/schemas/agent.schema.json")
+        names = archive.namelist()
+    assert shipped == (ROOT / "schemas" / "agent.schema.json").read_bytes()
+    assert "reconciler/cli.py" in names and not any(n.startswith("tests/") for n in names)
