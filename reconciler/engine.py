@@ -50,7 +50,7 @@ def read_revision(settings: Settings) -> Revision:
     parsed = parse_revision(files, read_file=snapshot.read_file, display=snapshot.display,
                             default_namespace=settings.namespace, limits=settings.limits)
     skipped = [Problem(snapshot.display(path), 1, 1, "", reason, "point the link inside the source, or remove it")
-               for path, reason in getattr(snapshot, "skipped", ())]
+               for path, reason in snapshot.skipped]
     if skipped or parsed.problems:
         raise InvalidRevision([*parsed.problems, *skipped], snapshot.revision)
     return Revision(snapshot, parsed)

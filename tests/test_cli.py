@@ -166,3 +166,21 @@ def test_bad_option_values(run, tmp_path):
     assert result.exit_code == 2 and "--namespace 'Bad_NS' is not a DNS-1123 label" in result.stderr
     missing = CliRunner().invoke(main, ["validate", str(tmp_path / "nope")])
     assert missing.exit_code == 2
+
+
+def test_validate_json_lists_agents_or_errors(repo, run, tmp_path):
+    ok = json.loads(run("validate", repo.working_tree_dir, "-o", "json").stdout)
+    assert ok["valid"] is True and len(ok["agents"]) == 5 and ok["errors"] == []
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.yaml").write_text("kind: Agent\n")
+    result = run("validate", str(tmp_path / "bad"), "-o", "json")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 2 and report["valid"] is False
+    assert report["errors"] == [{"file": str(tmp_path / "bad" / "a.yaml"), "line": 1, "column": 1, "pointer": "",
+                                 "message": 'missing required field "apiVersion"',
+                                 "hint": "add apiVersion: to this mapping"}]
+
+
+def test_apply_dry_run_is_diff(repo, run):
+    assert run("apply", "--dry-run", repo.working_tree_dir).exit_code == 1
+    assert not run.database.exists()
