@@ -15,9 +15,11 @@ from typing import Any
 
 import click
 import yaml
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler import __version__, diffs
-from reconciler.config import DATABASE_OPTION, SOURCE_OPTIONS, Settings, settings_from
+from reconciler.config import DATABASE_OPTION, LOCK_TIMEOUT_OPTION, SOURCE_OPTIONS, Settings, settings_from
 from reconciler.engine import Outcome, Revision, read_revision, reconcile, render_revision
 from reconciler.errors import InvalidRevision, ReconcilerError, StateError
 from reconciler.render import DesiredObject
@@ -195,6 +197,7 @@ def diff(path: str, output: str, colour: str, **options: Any) -> None:
 @main.command()
 @source_options
 @DATABASE_OPTION
+@LOCK_TIMEOUT_OPTION
 @output_option("text", "json", "markdown")
 @colour_option
 @click.option("--render-dir", type=click.Path(file_okay=False), default=None,
@@ -255,6 +258,26 @@ def history(database: str | None, source_name: str | None, limit: int, output: s
             changes += f"  {len(r.errors)} error(s)"
         click.echo(f"{r.id:>5}  {r.started_at:%Y-%m-%d %H:%M:%S}  {r.source[:12]:12}  "
                    f"{(r.revision or '(folder)')[:12]:12}  {r.outcome:9}  {changes}")
+
+
+@main.command()
+@DATABASE_OPTION
+@LOCK_TIMEOUT_OPTION
+def migrate(database: str | None, lock_timeout: float) -> None:
+    """Upgrade the state database's schema to this version; safe to run twice or from several pods at once."""
+    from reconciler.store import migrate as migrations
+    from reconciler.store.embedded import connect
+
+    url = database_url(database or Settings().database)
+    try:
+        result = migrations.upgrade(connect(url), lock_timeout=lock_timeout)
+    except SQLAlchemyError as error:
+        raise StateError(f"cannot migrate {make_url(url).render_as_string(hide_password=True)}: "
+                         f"{getattr(error, 'orig', None) or error}") from None
+    if result.before == result.after:
+        click.echo(f"database schema is up to date (revision {result.after})")
+    else:
+        click.echo(f"database schema upgraded from {result.before or 'empty'} to {result.after}")
 
 
 @main.command()

@@ -36,6 +36,7 @@ class Settings:
     database: str = field(default_factory=default_database)
     max_file_bytes: int = LoadLimits.max_file_bytes
     max_documents: int = LoadLimits.max_documents
+    lock_timeout: float = 60.0
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
     @property
@@ -87,3 +88,7 @@ def settings_from(path: str, options: Mapping[str, Any]) -> Settings:
     """Settings from a command's parsed options (click has already applied the environment)."""
     known = {k: v for k, v in options.items() if k in Settings.__dataclass_fields__ and v is not None}
     return Settings(path=path, **known).check()
+
+LOCK_TIMEOUT_OPTION = click.option(
+    "--lock-timeout", envvar="RECONCILER_LOCK_TIMEOUT", type=click.FloatRange(0), default=60.0, show_default=True,
+    help="Seconds to wait while another reconciler writes to the same database. [env: RECONCILER_LOCK_TIMEOUT]")

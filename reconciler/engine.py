@@ -73,7 +73,7 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
     An invalid revision applies nothing; with dry_run=False its failure is recorded.
     `on_read` sees the validated revision before anything is planned (for progress).
     """
-    state = open_state(database_url(settings.database), create=not dry_run)
+    state = open_state(database_url(settings.database), create=not dry_run, lock_timeout=settings.lock_timeout)
     try:
         revision = read_revision(settings)
         if on_read is not None:

@@ -21,7 +21,9 @@ from sqlalchemy.orm import Session
 from reconciler.errors import StateError
 from reconciler.plan import Plan, RecordedObject
 from reconciler.render import AgentRecord
-from reconciler.store.models import Agent, Base, Meta, StoredObject, SyncRun
+from reconciler.store import migrate
+from reconciler.store.lock import writer_lock
+from reconciler.store.models import Agent, Meta, StoredObject, SyncRun
 
 SALT_KEY = "secret_fingerprint_salt"
 
@@ -52,9 +54,12 @@ def database_url(value: str) -> str:
     """A SQLAlchemy URL from a URL or a plain file path (taken as SQLite)."""
     if "://" in value:
         try:
-            make_url(value)
+            url = make_url(value)
         except ArgumentError as error:
             raise StateError(f"invalid database URL {value!r}: {error}") from None
+        if url.drivername in ("postgresql", "postgres"):
+            # psycopg 3 is the driver this package installs.
+            return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
         return value
     return f"sqlite:///{Path(value).expanduser().absolute()}"
 
@@ -73,9 +78,10 @@ def _now() -> datetime:
 class EmbeddedState:
     """Recorded objects of every source, one database. Open with `open_state`."""
 
-    def __init__(self, engine: Engine | None, url: str) -> None:
+    def __init__(self, engine: Engine | None, url: str, *, lock_timeout: float = 60.0) -> None:
         self._engine = engine
         self.url = url
+        self.lock_timeout = lock_timeout
         self._salt: str | None = None
 
     @property
@@ -107,7 +113,8 @@ class EmbeddedState:
         started = _now()
         source, revision = plan.source, plan.revision
         try:
-            with Session(engine) as session, session.begin():
+            with writer_lock(engine, timeout=self.lock_timeout, what="apply"), Session(engine) as session, \
+                    session.begin():
                 self._check_ownership(session, plan, agents)
                 stored = {(o.kind, o.namespace, o.name): o for o in session.scalars(
                     select(StoredObject).where(StoredObject.source == source))}
@@ -232,29 +239,43 @@ class EmbeddedState:
         return make_url(self.url).render_as_string(hide_password=True)
 
 
-def open_state(url: str, *, create: bool) -> EmbeddedState:
+def open_state(url: str, *, create: bool, lock_timeout: float = 60.0) -> EmbeddedState:
     """Open the state database; with create=False a missing SQLite file is an empty state, and
-    nothing is written (a dry run leaves no file behind)."""
+    nothing is written (a dry run leaves no file behind).
+
+    A SQLite file is migrated on open (one user, one machine); any other database must have
+    been migrated with `reconcile migrate`, and one with a newer schema is refused.
+    """
     path = _sqlite_path(url)
-    if path is not None and not path.exists():
-        if not create:
-            return EmbeddedState(None, url)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise StateError(f"cannot create the state folder {path.parent}: {error.strerror} "
-                             "(choose another path with --database or DATABASE_URL)") from None
+    if path is not None and not path.exists() and not create:
+        return EmbeddedState(None, url)
     try:
-        engine = create_engine(url)
+        engine = connect(url)
         if path is not None:
-            event.listen(engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(engine)
+            migrate.upgrade(engine, lock_timeout=lock_timeout)
+        else:
+            migrate.require_current(engine)
     except ModuleNotFoundError as error:
         raise StateError(f"the database driver for {url.split(':', 1)[0]} is not installed ({error.name})") from None
     except SQLAlchemyError as error:
         raise StateError(f"cannot open the state database {make_url(url).render_as_string(hide_password=True)}: "
                          f"{error.__class__.__name__}: {error.orig if hasattr(error, 'orig') else error}") from None
-    return EmbeddedState(engine, url)
+    return EmbeddedState(engine, url, lock_timeout=lock_timeout)
+
+
+def connect(url: str) -> Engine:
+    """An engine for `url` (no connection is made yet); a SQLite file's folder is created."""
+    path = _sqlite_path(url)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StateError(f"cannot create the state folder {path.parent}: {error.strerror} "
+                             "(choose another path with --database or DATABASE_URL)") from None
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -4,12 +4,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# JSONB on Postgres (indexable, compact), plain JSON elsewhere.
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+# Named constraints, so migrations can refer to them on every database.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: Json, list[Any]: Json}
 
 
 class Meta(Base):
@@ -24,7 +37,7 @@ class Agent(Base):
     """The last successfully synced spec of each agent; removed agents stay, marked deleted."""
 
     __tablename__ = "agents"
-    __table_args__ = (UniqueConstraint("namespace", "name"), Index("ix_agents_source_status", "source", "status"))
+    __table_args__ = (UniqueConstraint("namespace", "name"), Index(None, "source", "status"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     namespace: Mapped[str] = mapped_column(String(63))
     name: Mapped[str] = mapped_column(String(63))
@@ -43,7 +56,7 @@ class StoredObject(Base):
     """An object applied by the embedded backend, in record form (secret values are fingerprints)."""
 
     __tablename__ = "objects"
-    __table_args__ = (UniqueConstraint("kind", "namespace", "name"), Index("ix_objects_source", "source"))
+    __table_args__ = (UniqueConstraint("kind", "namespace", "name"), Index(None, "source"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source: Mapped[str] = mapped_column(String(63))
     api_version: Mapped[str] = mapped_column(String(128))
@@ -60,7 +73,7 @@ class SyncRun(Base):
     """One attempt to sync a revision: what it changed, or why it failed."""
 
     __tablename__ = "sync_runs"
-    __table_args__ = (Index("ix_sync_runs_source_started", "source", "started_at"),)
+    __table_args__ = (Index(None, "source", "started_at"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source: Mapped[str] = mapped_column(String(63))
     revision: Mapped[str | None] = mapped_column(String(64))
@@ -73,3 +86,31 @@ class SyncRun(Base):
     deleted: Mapped[int] = mapped_column(Integer, default=0)
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[list[Any]]
+
+
+class ChatSession(Base):
+    """A conversation with one agent."""
+
+    __tablename__ = "chat_sessions"
+    __table_args__ = (Index(None, "agent_namespace", "agent_name"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    agent_namespace: Mapped[str] = mapped_column(String(63))
+    agent_name: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ChatMessage(Base):
+    """One message of a session, in order; replies carry the model and token usage."""
+
+    __tablename__ = "chat_messages"
+    __table_args__ = (UniqueConstraint("session_id", "position"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(36), ForeignKey("chat_sessions.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))  # system | user | assistant | error
+    content: Mapped[str] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(256))
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

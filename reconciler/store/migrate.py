@@ -1,0 +1,75 @@
+"""Schema migrations (Alembic, shipped in the package): upgrade, and refuse a schema newer than the code."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+
+from reconciler.errors import StateError
+from reconciler.store.lock import writer_lock
+
+SCRIPT_LOCATION = "reconciler.store:migrations"
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    before: str | None
+    after: str
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    config.attributes["connection"] = connection
+    return config
+
+
+def head() -> str:
+    revision = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert revision is not None
+    return revision
+
+
+def current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _check_not_newer(revision: str | None, shown_url: str) -> None:
+    if revision is None:
+        return
+    known = {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    if revision not in known:
+        raise StateError(f"the database {shown_url} has schema revision {revision}, newer than this reconciler "
+                         f"knows (up to {head()}); upgrade the reconciler instead of migrating down")
+
+
+def upgrade(engine: Engine, *, lock_timeout: float = 60.0, target: str = "head") -> MigrationResult:
+    """Upgrade to `target` under the writer lock; safe to run twice and from several processes at once."""
+    shown = engine.url.render_as_string(hide_password=True)
+    with writer_lock(engine, timeout=lock_timeout, what="migrate"):
+        with engine.begin() as connection:
+            before = current(connection)
+            _check_not_newer(before, shown)
+            command.upgrade(alembic_config(connection), target)
+            after = current(connection)
+    return MigrationResult(before, after or "base")
+
+
+def downgrade(engine: Engine, target: str, *, lock_timeout: float = 60.0) -> None:
+    with writer_lock(engine, timeout=lock_timeout, what="migrate"), engine.begin() as connection:
+        command.downgrade(alembic_config(connection), target)
+
+
+def require_current(engine: Engine) -> None:
+    """Raise StateError unless the schema is exactly at head."""
+    shown = engine.url.render_as_string(hide_password=True)
+    with engine.connect() as connection:
+        revision = current(connection)
+    _check_not_newer(revision, shown)
+    if revision != head():
+        state = "has no reconciler tables" if revision is None else f"is at schema revision {revision}"
+        raise StateError(f"the database {shown} {state}, not {head()}; run `reconcile migrate` first")
