@@ -184,3 +184,19 @@ def test_validate_json_lists_agents_or_errors(repo, run, tmp_path):
 def test_apply_dry_run_is_diff(repo, run):
     assert run("apply", "--dry-run", repo.working_tree_dir).exit_code == 1
     assert not run.database.exists()
+
+
+def test_unreachable_database_is_a_clear_error(repo):
+    result = CliRunner().invoke(main, ["apply", repo.working_tree_dir, "--database",
+                                       "postgresql://nobody:pw@127.0.0.1:1/none"])
+    assert result.exit_code == 3
+    assert "cannot open the state database postgresql+psycopg://nobody:***@127.0.0.1:1/none" in result.stderr
+    assert "Traceback" not in result.stderr and "pw@" not in result.stderr
+
+
+def test_migrate_command(tmp_path):
+    database = str(tmp_path / "state.db")
+    first = CliRunner().invoke(main, ["migrate", "--database", database])
+    second = CliRunner().invoke(main, ["migrate", "--database", database])
+    assert first.stdout == "database schema upgraded from empty to 0001\n"
+    assert second.stdout == "database schema is up to date (revision 0001)\n"

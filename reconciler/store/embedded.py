@@ -252,7 +252,7 @@ def open_state(url: str, *, create: bool, lock_timeout: float = 60.0) -> Embedde
     try:
         engine = connect(url)
         if path is not None:
-            migrate.upgrade(engine, lock_timeout=lock_timeout)
+            migrate.upgrade_if_needed(engine, lock_timeout=lock_timeout)
         else:
             migrate.require_current(engine)
     except ModuleNotFoundError as error:

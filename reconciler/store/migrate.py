@@ -59,6 +59,14 @@ def upgrade(engine: Engine, *, lock_timeout: float = 60.0, target: str = "head")
     return MigrationResult(before, after or "base")
 
 
+def upgrade_if_needed(engine: Engine, *, lock_timeout: float = 60.0) -> None:
+    """Upgrade only when behind, so that opening a current database never waits for the writer lock."""
+    with engine.connect() as connection:
+        if current(connection) == head():
+            return
+    upgrade(engine, lock_timeout=lock_timeout)
+
+
 def downgrade(engine: Engine, target: str, *, lock_timeout: float = 60.0) -> None:
     with writer_lock(engine, timeout=lock_timeout, what="migrate"), engine.begin() as connection:
         command.downgrade(alembic_config(connection), target)

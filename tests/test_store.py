@@ -1,0 +1,171 @@
+"""The state database, on SQLite and on a real PostgreSQL server."""
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from databases import database
+from factories import agent
+from reconciler.errors import StateError
+from reconciler.plan import make_plan
+from reconciler.render import RenderSettings, agent_records, render
+from reconciler.store import migrate
+from reconciler.store.embedded import connect, open_state
+from reconciler.store.lock import writer_lock
+from reconciler.store.models import Base
+
+PLANTED = "planted-secret-value-7f3a"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    with database(request.param, tmp_path) as value:
+        migrate.upgrade(connect(value))
+        yield value
+
+
+def sync(state, agents, revision, *, env=None):
+    settings = RenderSettings(source="main", revision=revision, container_env=env or {"TOKEN": PLANTED},
+                              secret_salt=state.salt())
+    plan = make_plan(render(agents, settings), state.recorded_objects("main"), source="main", revision=revision)
+    return plan, state.apply(plan, agent_records(agents, settings))
+
+
+def test_apply_records_objects_agents_and_the_run(url):
+    state = open_state(url, create=True)
+    plan, result = sync(state, [agent("a"), agent("b", mode="warm-pool")], "r1")
+    assert (result.created, result.updated, result.deleted) == (5, 0, 0)
+    again = make_plan([c.desired for c in plan.changes], state.recorded_objects("main"), source="main")
+    assert not again.has_changes
+    assert [(a.name, a.status, a.revision) for a in state.agents("main")] == [("a", "synced", "r1"),
+                                                                              ("b", "synced", "r1")]
+    [run] = state.history("main")
+    assert (run.outcome, run.revision, run.counts["create"]) == ("succeeded", "r1", 5)
+
+
+def test_only_changed_agents_move_and_removed_ones_are_soft_deleted(url):
+    state = open_state(url, create=True)
+    sync(state, [agent("a"), agent("b")], "r1")
+    _, result = sync(state, [agent("a", image="img:2")], "r2")
+    assert (result.updated, result.deleted, result.unchanged) == (2, 2, 1)
+    rows = {a.name: (a.status, a.revision) for a in state.agents("main", include_deleted=True)}
+    assert rows == {"a": ("synced", "r2"), "b": ("deleted", "r1")}
+    assert [a.name for a in state.agents("main")] == ["a"]
+    sync(state, [agent("a", image="img:2"), agent("b")], "r3")
+    assert {a.name: a.status for a in state.agents("main")} == {"a": "synced", "b": "synced"}
+
+
+def test_a_failing_write_leaves_the_last_good_state(url):
+    state = open_state(url, create=True)
+    sync(state, [agent("a")], "r1")
+    before = (state.recorded_objects("main"), [(a.name, a.revision) for a in state.agents("main")])
+    settings = RenderSettings(source="main", revision="r2", secret_salt=state.salt())
+    agents = [agent("a", image="img:2"), agent("c")]
+    plan = make_plan(render(agents, settings), state.recorded_objects("main"), source="main", revision="r2")
+    records = agent_records(agents, settings)
+    clash = replace(records[1], name="a")  # breaks the unique (namespace, name) at the end of the transaction
+    with pytest.raises(StateError, match="nothing of revision r2 was recorded"):
+        state.apply(plan, [records[0], clash])
+    assert (state.recorded_objects("main"), [(a.name, a.revision) for a in state.agents("main")]) == before
+
+
+def test_another_sources_objects_are_not_taken(url):
+    state = open_state(url, create=True)
+    sync(state, [agent("a")], "r1")
+    settings = RenderSettings(source="other", revision="x", secret_salt=state.salt())
+    plan = make_plan(render([agent("a")], settings), [], source="other")
+    with pytest.raises(StateError, match="SandboxTemplate agents/a belongs to source 'main'"):
+        state.apply(plan, agent_records([agent("a")], settings))
+
+
+def test_secret_values_never_reach_the_database(url):
+    state = open_state(url, create=True)
+    sync(state, [agent("a")], "r1", env={"GITHUB_TOKEN": PLANTED})
+    engine = connect(url)
+    with engine.connect() as connection:
+        dump = "".join(str(row) for table in Base.metadata.sorted_tables
+                       for row in connection.execute(table.select()))
+    assert "GITHUB_TOKEN" in dump and PLANTED not in dump
+
+
+def test_migrate_is_idempotent_and_concurrent(tmp_path, request):
+    for kind in ("sqlite", "postgresql"):
+        with database(kind, tmp_path / kind) as value:
+            engine = connect(value)
+            results, errors = [], []
+
+            def run():
+                try:
+                    results.append(migrate.upgrade(engine, lock_timeout=30))
+                except Exception as error:  # noqa: BLE001 - collected for the assertion below
+                    errors.append(error)
+
+            threads = [threading.Thread(target=run) for _ in range(3)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert errors == []
+            assert sorted(((r.before, r.after) for r in results), key=str) == [
+                ("0001", "0001"), ("0001", "0001"), (None, "0001")]
+            engine.dispose()
+
+
+def test_a_newer_schema_is_refused(url):
+    with connect(url).begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(StateError, match="schema revision 9999, newer than this reconciler"):
+        open_state(url, create=True)
+    with pytest.raises(StateError, match="newer than this reconciler"):
+        migrate.upgrade(connect(url))
+
+
+def test_unmigrated_postgres_asks_for_migrate(tmp_path):
+    with database("postgresql", tmp_path) as value:
+        with pytest.raises(StateError, match="run `reconcile migrate` first"):
+            open_state(value, create=True)
+
+
+def test_downgrade_and_upgrade_again(url):
+    engine = connect(url)
+    migrate.downgrade(engine, "base")
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    assert migrate.upgrade(engine).after == migrate.head()
+    assert {"agents", "objects", "sync_runs", "chat_sessions", "chat_messages", "meta"} <= set(
+        inspect(engine).get_table_names())
+
+
+def test_models_and_migrations_agree(url):
+    engine = connect(url)
+    migrate.upgrade(engine)
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}),
+                                Base.metadata) == []
+
+
+def test_one_writer_at_a_time(url):
+    engine = connect(url)
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with writer_lock(engine, timeout=5, what="apply"):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(5)
+    try:
+        state = open_state(url, create=True, lock_timeout=0.3)
+        with pytest.raises(StateError, match="another reconciler is writing to this database"):
+            sync(state, [agent("a")], "r1")
+    finally:
+        release.set()
+        thread.join()
+    _, result = sync(open_state(url, create=True), [agent("a")], "r1")
+    assert result.created == 3
