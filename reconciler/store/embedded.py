@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import bindparam, create_engine, delete, event, insert, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -116,22 +116,7 @@ class EmbeddedState:
             with writer_lock(engine, timeout=self.lock_timeout, what="apply"), Session(engine) as session, \
                     session.begin():
                 self._check_ownership(session, plan, agents)
-                stored = {(o.kind, o.namespace, o.name): o for o in session.scalars(
-                    select(StoredObject).where(StoredObject.source == source))}
-                for change in plan.pending:
-                    k = change.key
-                    row = stored.get((k.kind, k.namespace, k.name))
-                    if change.action == "delete":
-                        if row is not None:
-                            session.delete(row)
-                    elif row is None:
-                        session.add(StoredObject(
-                            source=source, api_version=change.api_version, kind=k.kind, namespace=k.namespace,
-                            name=k.name, agent=change.agent, record=change.after, revision=revision,
-                            updated_at=started))
-                    else:
-                        row.api_version, row.record, row.agent = change.api_version, change.after, change.agent
-                        row.revision, row.updated_at = revision, started
+                self._write_objects(session, plan, started)
                 self._sync_agents(session, source, agents, started, revision, suspended)
                 summary = plan.summary
                 run = SyncRun(source=source, revision=revision, trigger=trigger, started_at=started,
@@ -181,24 +166,62 @@ class EmbeddedState:
                                  "unchanged": r.unchanged}, list(r.errors))
                     for r in session.scalars(query)]
 
+    def _write_objects(self, session: Session, plan: Plan, now: datetime) -> None:
+        # Set-based statements touching only the pending objects: a one-agent change in a large
+        # source costs a few statements, not a read of every row.
+        source, revision = plan.source, plan.revision
+        creates, updates, deletes = [], [], []
+        for change in plan.pending:
+            key = {"kind": change.key.kind, "namespace": change.key.namespace, "name": change.key.name}
+            if change.action == "create":
+                creates.append({**key, "source": source, "api_version": change.api_version, "agent": change.agent,
+                                "record": change.after, "revision": revision, "updated_at": now})
+            elif change.action == "update":
+                updates.append({**{f"k_{k}": v for k, v in key.items()}, "api_version": change.api_version,
+                                "agent": change.agent, "record": change.after, "revision": revision,
+                                "updated_at": now})
+            else:
+                deletes.append({f"k_{k}": v for k, v in key.items()})
+        table = StoredObject.__table__
+        match = (table.c.source == source) & (table.c.kind == bindparam("k_kind")) & (
+            table.c.namespace == bindparam("k_namespace")) & (table.c.name == bindparam("k_name"))
+        connection = session.connection()
+        if deletes:
+            connection.execute(delete(table).where(match), deletes)
+        if updates:
+            connection.execute(update(table).where(match), updates)
+        if creates:
+            connection.execute(insert(table), creates)
+
     def _sync_agents(self, session: Session, source: str, agents: Sequence[AgentRecord],
                      now: datetime, revision: str | None, suspended: frozenset[str]) -> None:
-        existing = {(a.namespace, a.name): a for a in session.scalars(select(Agent).where(Agent.source == source))}
+        table = Agent.__table__
+        connection = session.connection()
+        existing = {(ns, name): (spec_hash, path, status) for ns, name, spec_hash, path, status in connection.execute(
+            select(table.c.namespace, table.c.name, table.c.spec_hash, table.c.path, table.c.status)
+            .where(table.c.source == source))}
+        inserts, changes = [], []
         for record in agents:
+            key = (record.namespace, record.name)
+            row = existing.pop(key, None)
             if f"{record.namespace}/{record.name}" in suspended:
-                existing.pop((record.namespace, record.name), None)
                 continue
-            row = existing.pop((record.namespace, record.name), None)
+            values = {"spec": record.spec, "spec_hash": record.spec_hash, "path": record.path, "revision": revision,
+                      "status": "synced", "updated_at": now, "deleted_at": None}
             if row is None:
-                session.add(Agent(namespace=record.namespace, name=record.name, source=source, spec=record.spec,
-                                  spec_hash=record.spec_hash, path=record.path, revision=revision,
-                                  status="synced", created_at=now, updated_at=now, deleted_at=None))
-            elif (row.spec_hash, row.path, row.status) != (record.spec_hash, record.path, "synced"):
-                row.spec, row.spec_hash, row.path, row.revision = record.spec, record.spec_hash, record.path, revision
-                row.status, row.updated_at, row.deleted_at = "synced", now, None
-        for row in existing.values():
-            if row.status != "deleted":
-                row.status, row.updated_at, row.deleted_at = "deleted", now, now
+                inserts.append({**values, "namespace": record.namespace, "name": record.name, "source": source,
+                                "created_at": now})
+            elif row != (record.spec_hash, record.path, "synced"):
+                changes.append({**values, "k_namespace": record.namespace, "k_name": record.name})
+        removed = [{"k_namespace": ns, "k_name": name, "status": "deleted", "updated_at": now, "deleted_at": now}
+                   for (ns, name), (_, _, status) in existing.items() if status != "deleted"]
+        match = (table.c.source == source) & (table.c.namespace == bindparam("k_namespace")) & (
+            table.c.name == bindparam("k_name"))
+        for rows in (changes, removed):
+            if rows:
+                connection.execute(update(table).where(match), rows)
+        if inserts:
+            connection.execute(insert(table), inserts)
 
     def _check_ownership(self, session: Session, plan: Plan, agents: Sequence[AgentRecord]) -> None:
         creates = {(c.key.kind, c.key.namespace, c.key.name) for c in plan.pending if c.action == "create"}
