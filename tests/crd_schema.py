@@ -17,11 +17,16 @@ def crd_files() -> list[Path]:
 
 
 @cache
+def crd_documents() -> tuple[dict[str, Any], ...]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return tuple(yaml.load(path.read_text(), Loader=loader) for path in crd_files())  # noqa: S506 - safe loader
+
+
+@cache
 def crds() -> dict[tuple[str, str], dict[str, Any]]:
     """(apiVersion, kind) -> JSON Schema converted from the CRD's openAPIV3Schema."""
     result = {}
-    for path in crd_files():
-        crd = yaml.safe_load(path.read_text())
+    for crd in crd_documents():
         group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
         for version in crd["spec"]["versions"]:
             schema = to_json_schema(version["schema"]["openAPIV3Schema"])
@@ -55,10 +60,15 @@ def to_json_schema(node: Any) -> Any:
 
 def errors(obj: dict[str, Any]) -> list[str]:
     """Every way `obj` breaks its CRD's schema, as 'path: message'; [] when valid."""
-    schema = crds().get((obj.get("apiVersion"), obj.get("kind")))
-    if schema is None:
+    if (obj.get("apiVersion"), obj.get("kind")) not in crds():
         return [f"no CRD for {obj.get('apiVersion')} {obj.get('kind')}"]
+    validator = _validator(obj["apiVersion"], obj["kind"])
+    return [f"/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)]
+
+
+@cache
+def _validator(api_version: str, kind: str) -> Draft202012Validator:
+    schema = crds()[(api_version, kind)]
     # metadata is validated by the server's own ObjectMeta rules, not the CRD schema.
     schema = {**schema, "properties": {**schema.get("properties", {}), "metadata": {"type": "object"}}}
-    validator = Draft202012Validator(schema)
-    return [f"/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)]
+    return Draft202012Validator(schema)
