@@ -19,8 +19,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler import __version__, diffs
-from reconciler.config import DATABASE_OPTION, LOCK_TIMEOUT_OPTION, SOURCE_OPTIONS, Settings, settings_from
-from reconciler.engine import Outcome, Revision, read_revision, reconcile, render_revision
+from reconciler.config import (
+    CLUSTER_OPTIONS,
+    DATABASE_OPTION,
+    LOCK_TIMEOUT_OPTION,
+    SOURCE_OPTIONS,
+    Settings,
+    settings_from,
+)
+from reconciler.engine import ClusterApplyFailed, Outcome, Revision, read_revision, reconcile, render_revision
+from reconciler.kube.client import connect
 from reconciler.errors import InvalidRevision, ReconcilerError, StateError
 from reconciler.render import DesiredObject
 from reconciler.store.embedded import database_url, open_state
@@ -28,6 +36,12 @@ from reconciler.store.embedded import database_url, open_state
 EXIT_CHANGES = 1
 EXIT_INVALID = 2
 EXIT_STATE = 3
+
+
+def cluster_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(CLUSTER_OPTIONS):
+        command = option(command)
+    return command
 
 
 def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -69,6 +83,12 @@ class ReconcileGroup(click.Group):
         except StateError as error:
             click.echo(f"error: {error}", err=True)
             ctx.exit(EXIT_STATE)
+        except ClusterApplyFailed as failed:
+            assert failed.outcome.cluster is not None
+            for failure in failed.outcome.cluster.failures:
+                click.echo(str(failure), err=True)
+            click.echo(f"error: {failed}", err=True)
+            ctx.exit(failed.exit_code)
         except ReconcilerError as error:
             click.echo(f"error: {error}", err=True)
             ctx.exit(EXIT_INVALID)
@@ -111,9 +131,14 @@ def _report(revision: Revision, started: float) -> None:
 
 
 def _reconcile(settings: Settings, *, dry_run: bool) -> Outcome:
+    cluster = None
+    if settings.has_cluster:
+        kubeconfig = settings.kubeconfig.split(os.pathsep)[0] if settings.kubeconfig else None
+        cluster = connect(kubeconfig=kubeconfig, context=settings.context, in_cluster=settings.in_cluster)
     _progress(f"reading {settings.path}" + (f" at {settings.revision}" if settings.revision else "") + " ...")
     started = time.perf_counter()
-    return reconcile(settings, dry_run=dry_run, on_read=lambda revision: _report(revision, started))
+    return reconcile(settings, dry_run=dry_run, cluster=cluster,
+                     on_read=lambda revision: _report(revision, started))
 
 
 @main.command()
@@ -181,6 +206,7 @@ def _print_plan(outcome: Outcome, output: str, colour: str) -> None:
 
 @main.command()
 @source_options
+@cluster_options
 @DATABASE_OPTION
 @output_option("text", "json", "markdown")
 @colour_option
@@ -196,6 +222,7 @@ def diff(path: str, output: str, colour: str, **options: Any) -> None:
 
 @main.command()
 @source_options
+@cluster_options
 @DATABASE_OPTION
 @LOCK_TIMEOUT_OPTION
 @output_option("text", "json", "markdown")

@@ -37,6 +37,16 @@ class Settings:
     max_file_bytes: int = LoadLimits.max_file_bytes
     max_documents: int = LoadLimits.max_documents
     lock_timeout: float = 60.0
+    kubeconfig: str | None = None
+    context: str | None = None
+    in_cluster: bool = False
+    force_conflicts: bool = False
+    allow_empty: bool = False
+    max_prune: float = 25.0
+
+    @property
+    def has_cluster(self) -> bool:
+        return self.in_cluster or bool(self.kubeconfig)
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
     @property
@@ -92,3 +102,17 @@ def settings_from(path: str, options: Mapping[str, Any]) -> Settings:
 LOCK_TIMEOUT_OPTION = click.option(
     "--lock-timeout", envvar="RECONCILER_LOCK_TIMEOUT", type=click.FloatRange(0), default=60.0, show_default=True,
     help="Seconds to wait while another reconciler writes to the same database. [env: RECONCILER_LOCK_TIMEOUT]")
+
+CLUSTER_OPTIONS: list[Callable[[Any], Any]] = [
+    click.option("--kubeconfig", envvar=["RECONCILER_KUBECONFIG", "KUBECONFIG"], default=None, metavar="FILE",
+                 help="Act on the cluster of this kubeconfig; without it (or --in-cluster) the state database "
+                      "stands in for the cluster. [env: RECONCILER_KUBECONFIG, KUBECONFIG]"),
+    click.option("--context", default=None, help="kubeconfig context to use."),
+    click.option("--in-cluster", is_flag=True, default=False, help="Use the pod's service account."),
+    click.option("--force-conflicts", is_flag=True, default=False,
+                 help="Take over fields another field manager applied."),
+    click.option("--allow-empty", is_flag=True, default=False,
+                 help="Allow a revision that deletes every object this source owns."),
+    click.option("--max-prune", type=click.FloatRange(0, 100), default=25.0, show_default=True,
+                 help="Largest share (percent) of owned objects one revision may delete."),
+]

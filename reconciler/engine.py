@@ -4,12 +4,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from reconciler.config import Settings
 from reconciler.container_env import container_env
-from reconciler.errors import InvalidRevision, Problem
-from reconciler.plan import Plan, make_plan
-from reconciler.render import AgentRecord, DesiredObject, RenderSettings, agent_records, render
+from reconciler.errors import InvalidRevision, Problem, ReconcilerError
+from reconciler.kube.applying import ApplyResult, apply_plan
+from reconciler.kube.client import FIELD_MANAGER, Cluster
+from reconciler.kube.compare import live_record
+from reconciler.kube.live import list_owned
+from reconciler.plan import Plan, RecordedObject, make_plan
+from reconciler.render import (
+    AGENT_LABEL,
+    PRUNE_ANNOTATION,
+    AgentRecord,
+    DesiredObject,
+    ObjectKey,
+    RenderSettings,
+    agent_records,
+    managed_kinds,
+    render,
+)
 from reconciler.source import open_source
 from reconciler.source.snapshot import Snapshot
 from reconciler.spec.validate import ParsedRevision, parse_revision
@@ -40,6 +55,24 @@ class Outcome:
     plan: Plan
     desired: tuple[DesiredObject, ...]
     result: SyncResult | None = None
+    cluster: ApplyResult | None = None
+
+
+class ClusterApplyFailed(ReconcilerError):
+    """Some objects were refused by the cluster; the database keeps the last good revision."""
+
+    exit_code = 4
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        assert outcome.cluster is not None
+        failures = outcome.cluster.failures
+        super().__init__(f"{len(failures)} object(s) failed; revision {outcome.revision.id or '(folder)'} is "
+                         "not recorded as synced")
+
+
+class UnsafePrune(ReconcilerError):
+    """A plan that would delete everything, or too much at once, without the flag that allows it."""
 
 
 def read_revision(settings: Settings) -> Revision:
@@ -67,8 +100,9 @@ def render_revision(revision: Revision, settings: Settings, *, salt: str,
 
 
 def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock: Clock = _utc_now,
-              on_read: Callable[[Revision], None] | None = None) -> Outcome:
-    """Make the recorded state equal the revision (or only say how it differs, with dry_run).
+              on_read: Callable[[Revision], None] | None = None, cluster: Cluster | None = None) -> Outcome:
+    """Make the cluster (or, without one, the recorded state) equal the revision; with dry_run only
+    say how it differs. The database records the revision only when the cluster side succeeded.
 
     An invalid revision applies nothing; with dry_run=False its failure is recorded.
     `on_read` sees the validated revision before anything is planned (for progress).
@@ -85,10 +119,61 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
         raise
     desired, records = render_revision(revision, settings, salt=state.salt(), clock=clock)
     suspended = frozenset(a.key for a in revision.parsed.agents if a.suspend)
-    plan = make_plan(desired, state.recorded_objects(settings.source_name), source=settings.source_name,
-                     revision=revision.id, suspended_agents=suspended)
+    live: dict[ObjectKey, dict[str, Any]] = {}
+    if cluster is None:
+        recorded = state.recorded_objects(settings.source_name)
+    else:
+        live = read_live(cluster, settings)
+        recorded = live_state(live, desired, salt=state.salt())
+    plan = make_plan(desired, recorded, source=settings.source_name, revision=revision.id,
+                     suspended_agents=suspended)
+    check_prune(plan, owned=len(recorded), allow_empty=settings.allow_empty, max_prune=settings.max_prune)
+    applied = None
+    if cluster is not None:
+        applied = apply_plan(cluster, plan, live=live, force_conflicts=settings.force_conflicts, dry_run=dry_run)
+        if not applied.ok:
+            if not dry_run:
+                state.record_failure(source=settings.source_name, revision=revision.id,
+                                     errors=[str(f) for f in applied.failures], trigger=trigger)
+            raise ClusterApplyFailed(Outcome(revision, plan, tuple(desired), cluster=applied))
     if dry_run:
-        return Outcome(revision, plan, tuple(desired))
+        return Outcome(revision, plan, tuple(desired), cluster=applied)
     result = state.apply(plan, records, trigger=trigger, suspended=suspended)
-    return Outcome(revision, plan, tuple(desired), result)
+    return Outcome(revision, plan, tuple(desired), result, applied)
 
+
+def read_live(cluster: Cluster, settings: Settings) -> dict[ObjectKey, dict[str, Any]]:
+    """This source's live objects, one LIST per kind; objects annotated to opt out of pruning are left out."""
+    objects = list_owned(cluster, managed_kinds(settings.sandbox_api_version), settings.source_name)
+    return {ObjectKey.of(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in objects}
+
+
+def live_state(live: dict[ObjectKey, dict[str, Any]], desired: list[DesiredObject], *,
+               salt: str) -> list[RecordedObject]:
+    wanted = {o.key: o for o in desired}
+    recorded = []
+    for key, obj in live.items():
+        target = wanted.get(key)
+        annotations = obj["metadata"].get("annotations") or {}
+        if target is None and annotations.get(PRUNE_ANNOTATION) == "disabled":
+            continue
+        labels = obj["metadata"].get("labels") or {}
+        agent = f"{key.namespace}/{labels[AGENT_LABEL]}" if AGENT_LABEL in labels else None
+        record = live_record(obj, target.record if target else None, manager=FIELD_MANAGER, salt=salt)
+        recorded.append(RecordedObject(obj["apiVersion"], key.kind, key.namespace, key.name, record, agent))
+    return recorded
+
+
+def check_prune(plan: Plan, *, owned: int, allow_empty: bool, max_prune: float) -> None:
+    """Refuse deleting every owned object, or more than `max_prune` percent of them, at once."""
+    deletes = plan.count("delete")
+    if not deletes:
+        return
+    if deletes == owned:
+        if allow_empty:
+            return
+        raise UnsafePrune(f"the revision would delete all {owned} object(s) this source owns; if that is "
+                          "intended, pass --allow-empty")
+    if deletes * 100 > max_prune * owned:
+        raise UnsafePrune(f"the revision would delete {deletes} of {owned} owned object(s), more than "
+                          f"--max-prune {max_prune:g}%; raise --max-prune if that is intended")

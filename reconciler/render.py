@@ -25,6 +25,8 @@ REVISION_ANNOTATION = "agent-reconciler.io/revision"
 PATH_ANNOTATION = "agent-reconciler.io/source-path"
 SPEC_HASH_ANNOTATION = "agent-reconciler.io/spec-hash"
 SHUTDOWN_AFTER_ANNOTATION = "agent-reconciler.io/shutdown-after"
+# Set to "disabled" on a live object to keep it when the revision no longer declares it.
+PRUNE_ANNOTATION = "agent-reconciler.io/prune"
 CONTAINER_NAME = "agent"
 
 # Apply order; deletion runs in reverse. Sandboxes and pools refer to templates and the Secret.
@@ -88,6 +90,13 @@ class AgentRecord:
     spec_hash: str
     path: str
     revision: str | None
+
+
+def managed_kinds(sandbox_api_version: str) -> list[tuple[str, str]]:
+    """(apiVersion, kind) of every kind the reconciler renders, in apply order."""
+    return [("v1", "Secret"), (f"{EXTENSIONS_GROUP}/{sandbox_api_version}", "SandboxTemplate"),
+            (f"{SANDBOX_GROUP}/{sandbox_api_version}", "Sandbox"),
+            (f"{EXTENSIONS_GROUP}/{sandbox_api_version}", "SandboxWarmPool")]
 
 
 def secret_name(source: str) -> str:

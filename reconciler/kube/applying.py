@@ -1,0 +1,108 @@
+"""Applying a plan: server-side apply in order (Secret, templates, sandboxes and pools), deletes in reverse.
+
+One object's failure does not stop the others of its stage; objects of an agent whose earlier
+stage failed are skipped, so a sandbox never points at a template that was refused.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes.client.rest import ApiException
+
+from reconciler.kube.client import FIELD_MANAGER, Cluster
+from reconciler.plan import Change, Plan
+from reconciler.render import ObjectKey
+from reconciler.spec.model import Origin
+
+
+@dataclass(frozen=True)
+class ObjectFailure:
+    key: ObjectKey
+    origin: Origin | None
+    status: int
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.origin.file}:{self.origin.line}: " if self.origin else ""
+        return f"{where}{self.key}: {self.message} (HTTP {self.status})"
+
+
+@dataclass
+class ApplyResult:
+    applied: list[ObjectKey] = field(default_factory=list)
+    deleted: list[ObjectKey] = field(default_factory=list)
+    failures: list[ObjectFailure] = field(default_factory=list)
+    writes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def apply_plan(cluster: Cluster, plan: Plan, *, live: Mapping[ObjectKey, dict[str, Any]],
+               force_conflicts: bool = False, heal_drift: bool = True, dry_run: bool = False) -> ApplyResult:
+    """Apply `plan.pending`; with dry_run the server checks every write (dryRun=All) and keeps nothing."""
+    result = ApplyResult()
+    failed_agents: set[str] = set()
+    for change in plan.pending:
+        if change.agent and change.agent in failed_agents and change.action != "delete":
+            result.failures.append(ObjectFailure(change.key, change.origin, 0,
+                                                 "skipped: an earlier object of this agent failed"))
+            continue
+        try:
+            if change.action == "delete":
+                _delete(cluster, change, dry_run)
+                result.deleted.append(change.key)
+            else:
+                force = force_conflicts or (heal_drift and _only_hand_edits(live.get(change.key)))
+                _apply(cluster, change, force=force, dry_run=dry_run)
+                result.applied.append(change.key)
+            result.writes += 1
+        except ApiException as error:
+            if change.agent:
+                failed_agents.add(change.agent)
+            result.failures.append(ObjectFailure(change.key, change.origin, error.status or 0, server_message(error)))
+    return result
+
+
+def _apply(cluster: Cluster, change: Change, *, force: bool, dry_run: bool) -> None:
+    assert change.desired is not None
+    resource = cluster.resource(change.api_version, change.key.kind)
+    options: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force_conflicts": force}
+    if dry_run:
+        options["dry_run"] = "All"
+    cluster.call(lambda: resource.server_side_apply(body=change.desired.body, name=change.key.name,
+                                                    namespace=change.key.namespace, **options))
+
+
+def _delete(cluster: Cluster, change: Change, dry_run: bool) -> None:
+    resource = cluster.resource(change.api_version, change.key.kind)
+    options = {"dry_run": "All"} if dry_run else {}
+    try:
+        cluster.call(lambda: resource.delete(name=change.key.name, namespace=change.key.namespace, **options))
+    except ApiException as error:
+        if error.status != 404:  # already gone is what we wanted
+            raise
+
+
+def _only_hand_edits(live: dict[str, Any] | None) -> bool:
+    """Whether every other manager of the object wrote by Update (kubectl edit, scale): drift to put back.
+
+    Another Apply manager is a real owner: its fields are a conflict, taken only with --force-conflicts.
+    """
+    if live is None:
+        return False
+    others = [m for m in live.get("metadata", {}).get("managedFields") or [] if m.get("manager") != FIELD_MANAGER]
+    return all(m.get("operation") == "Update" for m in others)
+
+
+def server_message(error: ApiException) -> str:
+    """The server's own message from its Status answer, else the HTTP reason."""
+    try:
+        body = json.loads(error.body or "")
+        return str(body.get("message") or error.reason)
+    except (ValueError, AttributeError):
+        return str(error.reason or error)

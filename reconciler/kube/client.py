@@ -1,0 +1,81 @@
+"""Connecting to a cluster through the official client, and calling it with retries."""
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client, config, dynamic
+from kubernetes.client.rest import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from reconciler.errors import ConfigError
+
+FIELD_MANAGER = "agent-reconciler"
+RETRIED = {429, 500, 502, 503, 504}
+T = TypeVar("T")
+
+
+@dataclass
+class Cluster:
+    """An API client and the resources discovered on it (discovery runs once per kind)."""
+
+    api: client.ApiClient
+    attempts: int = 5
+    backoff: float = 0.2
+    _dynamic: dynamic.DynamicClient | None = None
+    _resources: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def resource(self, api_version: str, kind: str) -> Any:
+        key = (api_version, kind)
+        if key not in self._resources:
+            if self._dynamic is None:
+                self._dynamic = self.call(lambda: dynamic.DynamicClient(self.api))
+            self._resources[key] = self.call(lambda: self._dynamic.resources.get(api_version=api_version, kind=kind))
+        return self._resources[key]
+
+    def call(self, function: Callable[[], T]) -> T:
+        """`function()`, retried with backoff and jitter on 429, 5xx, timeouts and dropped connections."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return function()
+            except ApiException as error:
+                if error.status not in RETRIED or attempt == self.attempts:
+                    raise
+                wait = _retry_after(error) or self.backoff * 2 ** (attempt - 1)
+            except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError):
+                if attempt == self.attempts:
+                    raise
+                wait = self.backoff * 2 ** (attempt - 1)
+            time.sleep(wait * (0.5 + random.random()))  # noqa: S311 - jitter, not security
+        raise AssertionError("unreachable")
+
+
+def _retry_after(error: ApiException) -> float | None:
+    value = (error.headers or {}).get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def connect(*, kubeconfig: str | None, context: str | None = None, in_cluster: bool = False,
+            qps: float | None = None, timeout: float = 30.0) -> Cluster:
+    """A Cluster from a kubeconfig file or the pod's service account. Raises ConfigError with the reason."""
+    try:
+        if in_cluster:
+            configuration = client.Configuration()
+            config.load_incluster_config(client_configuration=configuration)
+            api = client.ApiClient(configuration)
+        else:
+            api = config.new_client_from_config(config_file=kubeconfig, context=context)
+    except (ConfigException, OSError, TypeError) as error:
+        where = "in-cluster service account" if in_cluster else f"kubeconfig {kubeconfig}"
+        raise ConfigError(f"cannot load the {where}: {error}") from None
+    api.configuration.retries = False  # retries are ours, with backoff and jitter
+    api.user_agent = "agent-reconciler"
+    api.rest_client.pool_manager.connection_pool_kw["timeout"] = urllib3.Timeout(total=timeout)
+    return Cluster(api)

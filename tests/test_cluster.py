@@ -1,0 +1,162 @@
+"""`reconcile` against a Kubernetes API server (the fake one in tests/fakekube, over HTTP)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from factories import git_repo
+from fakekube import FakeKube, Fault
+from reconciler.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXT, CORE = "extensions.agents.x-k8s.io", "agents.x-k8s.io"
+
+
+@pytest.fixture
+def kube():
+    with FakeKube() as server:
+        for namespace in ("agents", "data"):
+            server.create_namespace(namespace)
+        yield server
+
+
+@pytest.fixture
+def repo(tmp_path):
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLES, root)
+    return git_repo(root)
+
+
+@pytest.fixture
+def run(kube, tmp_path, monkeypatch):
+    kubeconfig = kube.kubeconfig(tmp_path / "kubeconfig")
+    database = tmp_path / "state.db"
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+
+    def invoke(*args: str, env: dict[str, str] | None = None):
+        return CliRunner().invoke(main, [*args, "--kubeconfig", str(kubeconfig), "--database", str(database)],
+                                  env=env)
+    invoke.database = database
+    return invoke
+
+
+def writes(kube: FakeKube) -> list[tuple[str, str]]:
+    return [(m, p) for m, p, q in kube.requests if m in ("POST", "PUT", "PATCH", "DELETE") and "dryRun" not in q]
+
+
+def commit(repo, path: str, text: str | None) -> None:
+    if text is None:
+        repo.index.remove([path], working_tree=True)
+    else:
+        Path(repo.working_tree_dir, path).write_text(text)
+        repo.index.add([path])
+    repo.index.commit(f"change {path}")
+
+
+def test_apply_creates_everything_then_a_no_op_writes_nothing(kube, repo, run):
+    path = repo.working_tree_dir
+    first = run("apply", path)
+    assert first.exit_code == 0, first.stderr
+    assert len(writes(kube)) == 10
+    sandbox = kube.get(CORE, "sandboxes", "agents", "support-triage")
+    assert sandbox["spec"]["operatingMode"] == "Running"
+    assert sandbox["metadata"]["labels"]["agent-reconciler.io/source"] == "default"
+    assert kube.get(EXT, "sandboxwarmpools", "agents", "code-review")["spec"]["replicas"] == 2
+    kube.requests.clear()
+    again = run("--dry-run", path)
+    assert (again.exit_code, again.stdout) == (0, "Plan: 0 to create, 0 to update, 0 to delete, 10 unchanged.\n")
+    applied = run("apply", path)
+    assert applied.exit_code == 0 and writes(kube) == []
+    lists = [p for m, p, q in kube.requests if m == "GET" and "labelSelector" in q]
+    assert len(lists) == 8  # one LIST per kind, per run
+
+
+def test_a_changed_agent_patches_only_its_objects(kube, repo, run):
+    path = repo.working_tree_dir
+    assert run("apply", path).exit_code == 0
+    spec = Path(path, "agents/research.yaml").read_text().replace("gpt-4o\n", "gpt-4.1\n")
+    commit(repo, "agents/research.yaml", spec)
+    kube.requests.clear()
+    diff = run("diff", path)
+    assert diff.exit_code == 1 and "+          value: gpt-4.1" in diff.stdout
+    assert writes(kube) == []  # the diff's server checks are dry runs
+    kube.requests.clear()
+    assert run("apply", path).exit_code == 0
+    assert [p.rsplit("/", 1)[-1] for _, p in writes(kube)] == ["research", "research"]
+
+
+def test_removed_agent_is_pruned_and_pruning_everything_is_refused(kube, repo, run):
+    path = repo.working_tree_dir
+    assert run("apply", path).exit_code == 0
+    commit(repo, "agents/research.yaml", None)
+    assert run("apply", path).exit_code == 0
+    assert kube.get(EXT, "sandboxtemplates", "agents", "research") is None
+    for name in ("support-triage.yaml", "code-review.yaml", "data-team.yaml"):
+        commit(repo, f"agents/{name}", None)
+    refused = run("apply", path)
+    assert refused.exit_code == 2 and "--allow-empty" in refused.stderr
+    assert kube.get(EXT, "sandboxtemplates", "agents", "code-review") is not None
+    assert run("apply", path, "--allow-empty").exit_code == 0
+    assert kube.list(EXT, "sandboxtemplates", None, None)["items"] == []
+
+
+def test_max_prune_guards_large_deletions(kube, repo, run):
+    path = repo.working_tree_dir
+    assert run("apply", path).exit_code == 0
+    commit(repo, "agents/data-team.yaml", None)
+    commit(repo, "agents/research.yaml", None)
+    refused = run("apply", path)
+    assert refused.exit_code == 2 and "delete 6 of 10 owned object(s), more than --max-prune 25%" in refused.stderr
+    assert run("apply", path, "--max-prune", "60").exit_code == 0
+
+
+def test_hand_edits_are_found_and_put_back(kube, repo, run):
+    path = repo.working_tree_dir
+    assert run("apply", path).exit_code == 0
+    kube.edit(EXT, "sandboxwarmpools", "agents", "code-review", {"spec": {"replicas": 7}})
+    diff = run("--dry-run", path)
+    assert diff.exit_code == 1 and "-  replicas: 7\n+  replicas: 2" in diff.stdout
+    assert run("apply", path).exit_code == 0
+    assert kube.get(EXT, "sandboxwarmpools", "agents", "code-review")["spec"]["replicas"] == 2
+    assert run("--dry-run", path).exit_code == 0
+
+
+def test_another_appliers_fields_are_a_conflict_unless_forced(kube, repo, run):
+    path = repo.working_tree_dir
+    assert run("apply", path).exit_code == 0
+    pool = kube.get(EXT, "sandboxwarmpools", "agents", "code-review")
+    kube.apply(EXT, "sandboxwarmpools", "agents", "code-review",
+               {"apiVersion": pool["apiVersion"], "kind": pool["kind"], "metadata": {"name": "code-review"},
+                "spec": {"replicas": 5}}, manager="autoscaler", force=True, dry_run=False)
+    failed = run("apply", path)
+    assert failed.exit_code == 4
+    assert 'SandboxWarmPool agents/code-review: Apply failed with 1 conflict(s): conflict with "autoscaler"' \
+        in failed.stderr
+    assert "examples" not in failed.stderr and "agents/code-review.yaml:2: " in failed.stderr
+    assert run("apply", path, "--force-conflicts").exit_code == 0
+    assert kube.get(EXT, "sandboxwarmpools", "agents", "code-review")["spec"]["replicas"] == 2
+
+
+def test_server_errors_are_retried(kube, repo, run):
+    kube.inject(Fault("PATCH", "/sandboxtemplates/", status=500, times=2))
+    kube.inject(Fault("GET", "/sandboxes$", status=503))
+    result = run("apply", repo.working_tree_dir)
+    assert result.exit_code == 0, result.stderr
+    assert kube.count("PATCH", "/sandboxtemplates/") == 7  # 5 templates, two of them retried
+
+
+def test_a_missing_namespace_fails_that_agent_only(kube, repo, run):
+    with kube.lock:
+        del kube.objects[("", "namespaces", "", "data")]
+    result = run("apply", repo.working_tree_dir)
+    assert result.exit_code == 4
+    assert 'namespaces "data" not found (HTTP 404)' in result.stderr
+    assert kube.get(EXT, "sandboxtemplates", "agents", "research") is not None
+    history = CliRunner().invoke(main, ["history", "-o", "json", "--database", str(run.database)])
+    [failed_run] = json.loads(history.stdout)
+    assert failed_run["outcome"] == "failed"
+    assert any('namespaces "data" not found' in e for e in failed_run["errors"])
