@@ -62,8 +62,17 @@ def errors(obj: dict[str, Any]) -> list[str]:
     """Every way `obj` breaks its CRD's schema, as 'path: message'; [] when valid."""
     if (obj.get("apiVersion"), obj.get("kind")) not in crds():
         return [f"no CRD for {obj.get('apiVersion')} {obj.get('kind')}"]
+    if _fast_validator(obj["apiVersion"], obj["kind"]).is_valid(obj):
+        return []
     validator = _validator(obj["apiVersion"], obj["kind"])
     return [f"/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)]
+
+
+@cache
+def _fast_validator(api_version: str, kind: str) -> Any:
+    import jsonschema_rs
+
+    return jsonschema_rs.validator_for(_validator(api_version, kind).schema)
 
 
 @cache

@@ -325,6 +325,7 @@ class FakeKube:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # small writes would otherwise wait for delayed ACKs (~40 ms)
 
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
