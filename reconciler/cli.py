@@ -27,7 +27,16 @@ from reconciler.config import (
     Settings,
     settings_from,
 )
-from reconciler.engine import ClusterApplyFailed, Outcome, Revision, read_revision, reconcile, render_revision
+from reconciler.engine import (
+    ClusterApplyFailed,
+    Outcome,
+    Revision,
+    read_live,
+    read_revision,
+    reconcile,
+    render_revision,
+)
+from reconciler.kube.status import Readiness, readiness
 from reconciler.kube.client import connect
 from reconciler.errors import InvalidRevision, ReconcilerError, StateError
 from reconciler.render import DesiredObject
@@ -285,6 +294,57 @@ def history(database: str | None, source_name: str | None, limit: int, output: s
             changes += f"  {len(r.errors)} error(s)"
         click.echo(f"{r.id:>5}  {r.started_at:%Y-%m-%d %H:%M:%S}  {r.source[:12]:12}  "
                    f"{(r.revision or '(folder)')[:12]:12}  {r.outcome:9}  {changes}")
+
+
+@main.command()
+@DATABASE_OPTION
+@cluster_options
+@click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default="default", show_default=True,
+              help="The source whose agents to show. [env: RECONCILER_SOURCE_NAME]")
+@click.option("--sandbox-api-version", envvar="RECONCILER_SANDBOX_API_VERSION", default="v1beta1",
+              type=click.Choice(["v1beta1", "v1alpha1"]), show_default=True)
+@output_option("text", "json")
+def status(database: str | None, source_name: str, sandbox_api_version: str, output: str,
+           **options: Any) -> None:
+    """Per agent: the synced revision, readiness on the cluster, and the last sync's errors."""
+    settings = Settings(database=database or Settings().database, source_name=source_name,
+                        sandbox_api_version=sandbox_api_version,
+                        **{k: v for k, v in options.items() if k in ("kubeconfig", "context", "in_cluster")})
+    state = open_state(database_url(settings.database), create=False)
+    agents = state.agents(source_name)
+    last = next(iter(state.history(source_name, 1)), None)
+    live: dict[tuple[str, str], Readiness] = {}
+    if settings.has_cluster:
+        kubeconfig = settings.kubeconfig.split(os.pathsep)[0] if settings.kubeconfig else None
+        cluster = connect(kubeconfig=kubeconfig, context=settings.context, in_cluster=settings.in_cluster)
+        for obj in read_live(cluster, settings).values():
+            if obj["kind"] in ("Sandbox", "SandboxWarmPool"):
+                live[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = readiness(obj)
+    rows = []
+    for agent in agents:
+        ready = live.get((agent.namespace, agent.name))
+        rows.append({"agent": f"{agent.namespace}/{agent.name}", "mode": agent.spec.get("mode"),
+                     "revision": agent.revision, "ready": ready.ready if ready else None,
+                     "detail": ready.detail if ready else ("" if settings.has_cluster else "no cluster configured")})
+    summary = {"lastSync": None if last is None else {
+        "revision": last.revision, "outcome": last.outcome, "finishedAt": last.finished_at.isoformat()
+        if last.finished_at else None, "errors": last.errors}}
+    if output == "json":
+        click.echo(json.dumps({"agents": rows, **summary}, indent=2))
+        return
+    if last is not None:
+        click.echo(f"last sync: {last.outcome} at {last.started_at:%Y-%m-%d %H:%M:%S} "
+                   f"(revision {(last.revision or '(folder)')[:12]}, {len(last.errors)} error(s))")
+        for error in last.errors[:10]:
+            click.echo(f"  {error}")
+    if not rows:
+        click.echo("no synced agents")
+        return
+    click.echo(f"{'AGENT':40}  {'MODE':10}  {'REVISION':12}  {'READY':7}  DETAIL")
+    for row in rows:
+        ready = {True: "True", False: "False", None: "-"}[row["ready"]]
+        click.echo(f"{row['agent'][:40]:40}  {row['mode']:10}  {(row['revision'] or '(folder)')[:12]:12}  "
+                   f"{ready:7}  {row['detail']}")
 
 
 @main.command()

@@ -160,3 +160,33 @@ def test_a_missing_namespace_fails_that_agent_only(kube, repo, run):
     [failed_run] = json.loads(history.stdout)
     assert failed_run["outcome"] == "failed"
     assert any('namespaces "data" not found' in e for e in failed_run["errors"])
+
+
+def test_container_env_secret_on_the_cluster(kube, repo, run):
+    env = {"CONTAINER_ENV_GITHUB_TOKEN": "ghp_clusterplanted0123456789abcdefghijkl"}
+    first = run("apply", repo.working_tree_dir, env=env)
+    assert first.exit_code == 0, first.stderr
+    secret = kube.get("", "secrets", "agents", "default-container-env")
+    assert secret["data"]["GITHUB_TOKEN"] == "Z2hwX2NsdXN0ZXJwbGFudGVkMDEyMzQ1Njc4OWFiY2RlZmdoaWprbA=="
+    assert "ghp_clusterplanted" not in first.stdout + first.stderr
+    assert run("--dry-run", repo.working_tree_dir, env=env).exit_code == 0
+    changed = run("--dry-run", repo.working_tree_dir, env={"CONTAINER_ENV_GITHUB_TOKEN": "ghp_rotated"})
+    assert changed.exit_code == 1
+    assert "+  GITHUB_TOKEN: '*** (changed)'" in changed.stdout and "ghp_rotated" not in changed.stdout
+
+
+def test_status_shows_readiness_and_the_last_sync(kube, repo, run):
+    assert run("apply", repo.working_tree_dir).exit_code == 0
+    kube.set_status(CORE, "sandboxes", "agents", "support-triage",
+                    {"conditions": [{"type": "Ready", "status": "True", "reason": "SandboxReady"}]})
+    kube.set_status(EXT, "sandboxwarmpools", "agents", "code-review", {"replicas": 2, "readyReplicas": 1})
+    result = run("status", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    rows = {r["agent"]: (r["ready"], r["detail"]) for r in report["agents"]}
+    assert rows["agents/support-triage"] == (True, "SandboxReady")
+    assert rows["agents/code-review"] == (False, "1/2 ready")
+    assert rows["data/sql-analyst"] == (None, "no Ready condition yet")
+    assert report["lastSync"]["outcome"] == "succeeded"
+    text = run("status").stdout
+    assert text.startswith("last sync: succeeded") and "agents/support-triage" in text
