@@ -43,6 +43,7 @@ class Settings:
     force_conflicts: bool = False
     allow_empty: bool = False
     max_prune: float = 25.0
+    drift_policy: str = "heal"
 
     @property
     def has_cluster(self) -> bool:
@@ -113,6 +114,10 @@ CLUSTER_OPTIONS: list[Callable[[Any], Any]] = [
                  help="Take over fields another field manager applied."),
     click.option("--allow-empty", is_flag=True, default=False,
                  help="Allow a revision that deletes every object this source owns."),
+    click.option("--drift-policy", envvar="RECONCILER_DRIFT_POLICY", type=click.Choice(["heal", "detect"]),
+                 default="heal", show_default=True,
+                 help="heal: put back changes made on the cluster; detect: only report them (agents may "
+                      "override with spec.driftPolicy). [env: RECONCILER_DRIFT_POLICY]"),
     click.option("--max-prune", type=click.FloatRange(0, 100), default=25.0, show_default=True,
                  help="Largest share (percent) of owned objects one revision may delete."),
 ]

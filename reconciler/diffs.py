@@ -66,6 +66,8 @@ def summary_line(plan: Plan) -> str:
             f"{s['unchanged']} unchanged")
     if s["suspended"]:
         text += f"; {s['suspended']} change(s) of suspended agents not applied"
+    if s["drift"]:
+        text += f"; {s['drift']} object(s) drifted from Git"
     return text + "."
 
 
@@ -75,6 +77,9 @@ def _where(change: Change) -> str:
         parts.append(f"agent {change.agent}")
     if change.origin is not None:
         parts.append(f"{change.origin.file}:{change.origin.line}")
+    if change.drift:
+        parts.append("drift: changed on the cluster, not in Git" + ("; detect only, not put back"
+                                                                     if change.detect_only else ""))
     if change.suspended:
         parts.append("suspended: not applied")
     return f" ({', '.join(parts)})" if parts else ""
@@ -123,6 +128,8 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             "file": change.origin.file if change.origin else None,
             "line": change.origin.line if change.origin else None,
             "suspended": change.suspended,
+            "drift": change.drift,
+            "applied": change.applies,
             "diff": unified(change),
             "before": before,
             "after": after,
@@ -165,7 +172,7 @@ def render_markdown(plan: Plan) -> str:
     for agent, changes in groups.items():
         block = [f"<details><summary><code>{agent}</code>: {_counts(changes)}</summary>", "", "```diff"]
         for change in changes:
-            block.append(f"# {change.action} {change.key}" + (" (suspended: not applied)" if change.suspended else ""))
+            block.append(f"# {change.action} {change.key}{_where(change)}")
             block.append(unified(change).rstrip("\n"))
         block += ["```", "", "</details>", ""]
         size = sum(len(line) + 1 for line in block)

@@ -125,8 +125,10 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
     else:
         live = read_live(cluster, settings)
         recorded = live_state(live, desired, salt=state.salt())
+    detect_only = frozenset(a.key for a in revision.parsed.agents
+                            if (a.drift_policy or settings.drift_policy) == "detect")
     plan = make_plan(desired, recorded, source=settings.source_name, revision=revision.id,
-                     suspended_agents=suspended)
+                     suspended_agents=suspended, detect_only_agents=detect_only)
     check_prune(plan, owned=len(recorded), allow_empty=settings.allow_empty, max_prune=settings.max_prune)
     applied = None
     if cluster is not None:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from reconciler.render import (
     REVISION_ANNOTATION,
     SHUTDOWN_AFTER_ANNOTATION,
+    SPEC_HASH_ANNOTATION,
     DesiredObject,
     ObjectKey,
 )
@@ -47,6 +48,14 @@ class Change:
     # The agent has spec.suspend: the change is shown, never applied.
     suspended: bool = False
     desired: DesiredObject | None = None
+    # The spec in Git did not change but the live object did (an edit by hand).
+    drift: bool = False
+    # Drift policy "detect": drift is reported, not put back.
+    detect_only: bool = False
+
+    @property
+    def applies(self) -> bool:
+        return self.action != "unchanged" and not self.suspended and not (self.drift and self.detect_only)
 
 
 @dataclass(frozen=True)
@@ -56,27 +65,31 @@ class Plan:
     revision: str | None = None
 
     def count(self, action: Action) -> int:
-        return sum(1 for c in self.changes if c.action == action and not c.suspended)
+        return sum(1 for c in self.changes if c.action == action and c.applies)
 
     @property
     def summary(self) -> dict[str, int]:
-        counts = Counter(c.action for c in self.changes if not c.suspended)
+        counts = Counter(c.action for c in self.changes if c.applies)
         result = {action: counts.get(action, 0) for action in ACTIONS}
+        result["unchanged"] = sum(1 for c in self.changes if c.action == "unchanged")
         result["suspended"] = sum(1 for c in self.changes if c.suspended and c.action != "unchanged")
+        result["drift"] = sum(1 for c in self.changes if c.drift)
         return result
 
     @property
     def has_changes(self) -> bool:
-        return any(c.action != "unchanged" and not c.suspended for c in self.changes)
+        """Whether anything would be written; drift that is only detected counts too, as kubectl diff would."""
+        return any(c.applies or (c.drift and not c.suspended) for c in self.changes)
 
     @property
     def pending(self) -> list[Change]:
         """Changes to apply, in order: creates and updates by kind, then deletes in reverse."""
-        return [c for c in self.changes if c.action != "unchanged" and not c.suspended]
+        return [c for c in self.changes if c.applies]
 
 
 def make_plan(desired: Sequence[DesiredObject], recorded: Iterable[RecordedObject], *, source: str,
-              revision: str | None = None, suspended_agents: frozenset[str] = frozenset()) -> Plan:
+              revision: str | None = None, suspended_agents: frozenset[str] = frozenset(),
+              detect_only_agents: frozenset[str] = frozenset()) -> Plan:
     recorded_by_key = {r.key: r for r in recorded}
     changes: list[Change] = []
     for obj in desired:
@@ -89,13 +102,21 @@ def make_plan(desired: Sequence[DesiredObject], recorded: Iterable[RecordedObjec
             action = "unchanged"
         else:
             action = "update"
+        drift = action == "update" and before is not None and _same_spec(before.record, obj.record)
         changes.append(Change(
             action, obj.key, obj.api_version, before.record if before else None, obj.record,
-            agent=obj.agent, origin=obj.origin, suspended=obj.agent in suspended_agents, desired=obj))
+            agent=obj.agent, origin=obj.origin, suspended=obj.agent in suspended_agents, desired=obj,
+            drift=drift, detect_only=obj.agent in detect_only_agents))
     leftovers = sorted(recorded_by_key.values(), key=lambda r: r.key)
     deletes = [Change("delete", r.key, r.api_version, r.record, None, agent=r.agent)
                for r in sorted(leftovers, key=lambda r: (-r.key.kind_rank, r.key))]
     return Plan(tuple(changes + deletes), source, revision)
+
+
+def _same_spec(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Both sides carry the same spec hash: what differs was not changed in Git."""
+    old = (before.get("metadata", {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
+    return old is not None and old == after.get("metadata", {}).get("annotations", {}).get(SPEC_HASH_ANNOTATION)
 
 
 def comparable(record: dict[str, Any]) -> dict[str, Any]:

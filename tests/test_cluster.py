@@ -190,3 +190,16 @@ def test_status_shows_readiness_and_the_last_sync(kube, repo, run):
     assert report["lastSync"]["outcome"] == "succeeded"
     text = run("status").stdout
     assert text.startswith("last sync: succeeded") and "agents/support-triage" in text
+
+
+def test_drift_policy_detect_reports_without_putting_back(kube, repo, run):
+    path = repo.working_tree_dir
+    assert run("apply", path).exit_code == 0
+    kube.edit(EXT, "sandboxwarmpools", "agents", "code-review", {"spec": {"replicas": 7}})
+    kube.requests.clear()
+    result = run("apply", path, "--drift-policy", "detect")
+    assert result.exit_code == 0
+    assert "drift: changed on the cluster, not in Git; detect only, not put back" in result.stdout
+    assert writes(kube) == []
+    assert kube.get(EXT, "sandboxwarmpools", "agents", "code-review")["spec"]["replicas"] == 7
+    assert run("--dry-run", path, "--drift-policy", "detect").exit_code == 1

@@ -25,7 +25,7 @@ def recorded_from(objects) -> list[RecordedObject]:
 
 def test_first_plan_creates_everything():
     plan = make_plan(render([agent("a"), agent("b")], settings()), [], source="main", revision="r1")
-    assert plan.summary == {"create": 5, "update": 0, "delete": 0, "unchanged": 0, "suspended": 0}
+    assert plan.summary == {"create": 5, "update": 0, "delete": 0, "unchanged": 0, "suspended": 0, "drift": 0}
     assert plan.has_changes
 
 
@@ -94,10 +94,10 @@ def test_json_shape():
     doc = json.loads(diffs.render_json(make_plan(render([agent("a")], settings()), [], source="main",
                                                  revision="r1")))
     assert doc["kind"] == "Plan" and doc["revision"] == "r1" and doc["source"] == "main"
-    assert doc["summary"] == {"create": 3, "update": 0, "delete": 0, "unchanged": 0, "suspended": 0}
+    assert doc["summary"] == {"create": 3, "update": 0, "delete": 0, "unchanged": 0, "suspended": 0, "drift": 0}
     first = doc["changes"][0]
     assert set(first) == {"action", "apiVersion", "kind", "namespace", "name", "agent", "file", "line",
-                          "suspended", "diff", "before", "after"}
+                          "suspended", "drift", "applied", "diff", "before", "after"}
     assert first["kind"] == "Secret" and first["after"]["data"] == {"TOKEN": "***"}
     assert doc["changes"][1]["file"] == "repo/a.yaml" and doc["changes"][1]["line"] == 1
 
@@ -124,3 +124,18 @@ def test_colour_only_when_asked():
     plan = make_plan(render([agent("a")], settings()), [], source="main")
     assert "\033[" not in diffs.render_text(plan)
     assert "\033[32m+" in diffs.render_text(plan, colour=True)
+
+
+def test_a_live_change_with_the_same_spec_is_drift():
+    objects = render([agent("a")], settings())
+    recorded = recorded_from(objects)
+    recorded[1].record["spec"]["podTemplate"]["spec"]["containers"][0]["image"] = "edited:by-hand"
+    plan = make_plan(objects, recorded, source="main")
+    [change] = plan.pending
+    assert change.drift and plan.summary["drift"] == 1
+    assert "drift: changed on the cluster, not in Git" in diffs.render_text(plan)
+    detect = make_plan(objects, recorded, source="main", detect_only_agents=frozenset({"agents/a"}))
+    assert detect.pending == [] and detect.has_changes
+    assert "detect only, not put back" in diffs.render_text(detect)
+    git_change = make_plan(render([agent("a", image="new:1")], settings()), recorded, source="main")
+    assert not any(c.drift for c in git_change.changes)
