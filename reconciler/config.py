@@ -44,6 +44,7 @@ class Settings:
     allow_empty: bool = False
     max_prune: float = 25.0
     drift_policy: str = "heal"
+    create_namespaces: bool = False
 
     @property
     def has_cluster(self) -> bool:
@@ -112,6 +113,8 @@ CLUSTER_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--in-cluster", is_flag=True, default=False, help="Use the pod's service account."),
     click.option("--force-conflicts", is_flag=True, default=False,
                  help="Take over fields another field manager applied."),
+    click.option("--create-namespaces", is_flag=True, default=False,
+                 help="Create the agents' namespaces when they do not exist."),
     click.option("--allow-empty", is_flag=True, default=False,
                  help="Allow a revision that deletes every object this source owns."),
     click.option("--drift-policy", envvar="RECONCILER_DRIFT_POLICY", type=click.Choice(["heal", "detect"]),

@@ -9,7 +9,7 @@ from typing import Any
 from reconciler.config import Settings
 from reconciler.container_env import container_env
 from reconciler.errors import InvalidRevision, Problem, ReconcilerError
-from reconciler.kube.applying import ApplyResult, apply_plan
+from reconciler.kube.applying import ApplyResult, apply_plan, ensure_namespaces
 from reconciler.kube.client import FIELD_MANAGER, Cluster
 from reconciler.kube.compare import live_record
 from reconciler.kube.live import list_owned
@@ -132,6 +132,9 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
     check_prune(plan, owned=len(recorded), allow_empty=settings.allow_empty, max_prune=settings.max_prune)
     applied = None
     if cluster is not None:
+        if settings.create_namespaces:
+            ensure_namespaces(cluster, {c.key.namespace for c in plan.pending if c.action != "delete"},
+                              dry_run=dry_run)
         applied = apply_plan(cluster, plan, live=live, force_conflicts=settings.force_conflicts, dry_run=dry_run)
         if not applied.ok:
             if not dry_run:

@@ -203,3 +203,13 @@ def test_drift_policy_detect_reports_without_putting_back(kube, repo, run):
     assert writes(kube) == []
     assert kube.get(EXT, "sandboxwarmpools", "agents", "code-review")["spec"]["replicas"] == 7
     assert run("--dry-run", path, "--drift-policy", "detect").exit_code == 1
+
+
+def test_create_namespaces(kube, repo, run):
+    with kube.lock:
+        del kube.objects[("", "namespaces", "", "data")]
+    result = run("apply", repo.working_tree_dir, "--create-namespaces")
+    assert result.exit_code == 0, result.stderr
+    namespace = kube.get("", "namespaces", "", "data")
+    assert namespace["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "agent-reconciler"
+    assert kube.get(CORE, "sandboxes", "data", "sql-analyst") is not None

@@ -14,7 +14,7 @@ from kubernetes.client.rest import ApiException
 
 from reconciler.kube.client import FIELD_MANAGER, Cluster
 from reconciler.plan import Change, Plan
-from reconciler.render import ObjectKey
+from reconciler.render import MANAGED_BY, MANAGED_BY_LABEL, ObjectKey
 from reconciler.spec.model import Origin
 
 
@@ -106,3 +106,18 @@ def server_message(error: ApiException) -> str:
         return str(body.get("message") or error.reason)
     except (ValueError, AttributeError):
         return str(error.reason or error)
+
+
+def ensure_namespaces(cluster: Cluster, namespaces: set[str], *, dry_run: bool) -> list[str]:
+    """Create the namespaces that do not exist (one LIST, then one apply per missing namespace)."""
+    resource = cluster.resource("v1", "Namespace")
+    existing = {item["metadata"]["name"] for item in cluster.call(lambda: resource.get()).to_dict()["items"]}
+    missing = sorted(namespaces - existing)
+    options: dict[str, Any] = {"field_manager": FIELD_MANAGER}
+    if dry_run:
+        options["dry_run"] = "All"
+    for name in missing:
+        body = {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": name, "labels": {MANAGED_BY_LABEL: MANAGED_BY}}}
+        cluster.call(lambda b=body, n=name: resource.server_side_apply(body=b, name=n, **options))
+    return missing
