@@ -45,6 +45,7 @@ class Settings:
     max_prune: float = 25.0
     drift_policy: str = "heal"
     create_namespaces: bool = False
+    adopt: bool = False
 
     @property
     def has_cluster(self) -> bool:
@@ -113,6 +114,8 @@ CLUSTER_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--in-cluster", is_flag=True, default=False, help="Use the pod's service account."),
     click.option("--force-conflicts", is_flag=True, default=False,
                  help="Take over fields another field manager applied."),
+    click.option("--adopt", is_flag=True, default=False,
+                 help="Take over objects that exist with an agent's name but without this source's labels."),
     click.option("--create-namespaces", is_flag=True, default=False,
                  help="Create the agents' namespaces when they do not exist."),
     click.option("--allow-empty", is_flag=True, default=False,

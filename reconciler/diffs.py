@@ -82,6 +82,8 @@ def _where(change: Change) -> str:
                                                                      if change.detect_only else ""))
     if change.suspended:
         parts.append("suspended: not applied")
+    if change.blocked:
+        parts.append(change.blocked)
     return f" ({', '.join(parts)})" if parts else ""
 
 

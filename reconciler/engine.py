@@ -1,6 +1,7 @@
 """The reconcile pipeline, top to bottom: read -> validate -> render -> plan -> apply -> record."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from typing import Any
 from reconciler.config import Settings
 from reconciler.container_env import container_env
 from reconciler.errors import InvalidRevision, Problem, ReconcilerError
-from reconciler.kube.applying import ApplyResult, apply_plan, ensure_namespaces
+from reconciler.kube.applying import ApplyResult, apply_plan, ensure_namespaces, unowned_existing
 from reconciler.kube.client import FIELD_MANAGER, Cluster
 from reconciler.kube.compare import live_record
 from reconciler.kube.live import list_owned
@@ -132,10 +133,12 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
     check_prune(plan, owned=len(recorded), allow_empty=settings.allow_empty, max_prune=settings.max_prune)
     applied = None
     if cluster is not None:
+        plan = guard_adoption(cluster, plan, adopt=settings.adopt)
         if settings.create_namespaces:
             ensure_namespaces(cluster, {c.key.namespace for c in plan.pending if c.action != "delete"},
                               dry_run=dry_run)
-        applied = apply_plan(cluster, plan, live=live, force_conflicts=settings.force_conflicts, dry_run=dry_run)
+        applied = apply_plan(cluster, plan, live=live, force_conflicts=settings.force_conflicts,
+                             adopt=settings.adopt, dry_run=dry_run)
         if not applied.ok:
             if not dry_run:
                 state.record_failure(source=settings.source_name, revision=revision.id,
@@ -145,6 +148,19 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
         return Outcome(revision, plan, tuple(desired), cluster=applied)
     result = state.apply(plan, records, trigger=trigger, suspended=suspended)
     return Outcome(revision, plan, tuple(desired), result, applied)
+
+
+def guard_adoption(cluster: Cluster, plan: Plan, *, adopt: bool) -> Plan:
+    """Creates of objects that exist unlabelled are blocked unless `adopt`; the diff says why."""
+    if adopt or not any(c.action == "create" for c in plan.pending):
+        return plan
+    unowned = unowned_existing(cluster, plan)
+    if not unowned:
+        return plan
+    reason = "exists on the cluster without this source's labels; pass --adopt to take it over"
+    return dataclasses.replace(plan, changes=tuple(
+        dataclasses.replace(c, blocked=reason) if c.key in unowned and c.action == "create" else c
+        for c in plan.changes))
 
 
 def read_live(cluster: Cluster, settings: Settings) -> dict[ObjectKey, dict[str, Any]]:

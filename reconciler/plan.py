@@ -52,6 +52,8 @@ class Change:
     drift: bool = False
     # Drift policy "detect": drift is reported, not put back.
     detect_only: bool = False
+    # Why this change cannot be applied as it stands (for example an object someone else created).
+    blocked: str | None = None
 
     @property
     def applies(self) -> bool:

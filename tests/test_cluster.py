@@ -213,3 +213,22 @@ def test_create_namespaces(kube, repo, run):
     namespace = kube.get("", "namespaces", "", "data")
     assert namespace["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "agent-reconciler"
     assert kube.get(CORE, "sandboxes", "data", "sql-analyst") is not None
+
+
+def test_existing_unlabelled_objects_need_adopt(kube, repo, run):
+    kube.write(EXT, "sandboxtemplates", "agents", {
+        "apiVersion": f"{EXT}/v1beta1", "kind": "SandboxTemplate",
+        "metadata": {"name": "research", "namespace": "agents"},
+        "spec": {"podTemplate": {"spec": {"containers": [{"name": "old", "image": "handmade:1"}]}}}},
+        manager="kubectl-create", operation="Update")
+    diff = run("diff", repo.working_tree_dir)
+    assert diff.exit_code == 4
+    assert "exists on the cluster without this source's labels; pass --adopt to take it over" in diff.stderr
+    refused = run("apply", repo.working_tree_dir)
+    assert refused.exit_code == 4
+    assert kube.get(EXT, "sandboxwarmpools", "agents", "research") is None  # the agent's later objects wait
+    assert kube.get(EXT, "sandboxtemplates", "agents", "code-review") is not None  # other agents go ahead
+    adopted = run("apply", repo.working_tree_dir, "--adopt")
+    assert adopted.exit_code == 0, adopted.stderr
+    template = kube.get(EXT, "sandboxtemplates", "agents", "research")
+    assert template["metadata"]["labels"]["agent-reconciler.io/source"] == "default"

@@ -43,11 +43,17 @@ class ApplyResult:
 
 
 def apply_plan(cluster: Cluster, plan: Plan, *, live: Mapping[ObjectKey, dict[str, Any]],
-               force_conflicts: bool = False, heal_drift: bool = True, dry_run: bool = False) -> ApplyResult:
+               force_conflicts: bool = False, heal_drift: bool = True, adopt: bool = False,
+               dry_run: bool = False) -> ApplyResult:
     """Apply `plan.pending`; with dry_run the server checks every write (dryRun=All) and keeps nothing."""
     result = ApplyResult()
     failed_agents: set[str] = set()
     for change in plan.pending:
+        if change.blocked:
+            if change.agent:
+                failed_agents.add(change.agent)
+            result.failures.append(ObjectFailure(change.key, change.origin, 409, change.blocked))
+            continue
         if change.agent and change.agent in failed_agents and change.action != "delete":
             result.failures.append(ObjectFailure(change.key, change.origin, 0,
                                                  "skipped: an earlier object of this agent failed"))
@@ -57,7 +63,9 @@ def apply_plan(cluster: Cluster, plan: Plan, *, live: Mapping[ObjectKey, dict[st
                 _delete(cluster, change, dry_run)
                 result.deleted.append(change.key)
             else:
-                force = force_conflicts or (heal_drift and _only_hand_edits(live.get(change.key)))
+                # Adopting takes over the fields whoever created the object holds.
+                force = force_conflicts or (adopt and change.action == "create") or (
+                    heal_drift and _only_hand_edits(live.get(change.key)))
                 _apply(cluster, change, force=force, dry_run=dry_run)
                 result.applied.append(change.key)
             result.writes += 1
@@ -121,3 +129,18 @@ def ensure_namespaces(cluster: Cluster, namespaces: set[str], *, dry_run: bool) 
                 "metadata": {"name": name, "labels": {MANAGED_BY_LABEL: MANAGED_BY}}}
         cluster.call(lambda b=body, n=name: resource.server_side_apply(body=b, name=n, **options))
     return missing
+
+
+def unowned_existing(cluster: Cluster, plan: Plan) -> set[ObjectKey]:
+    """Objects the plan would create that already exist without this source's labels.
+
+    One LIST per kind that has creates (never a GET per object).
+    """
+    creates = [c for c in plan.pending if c.action == "create"]
+    found: set[ObjectKey] = set()
+    for api_version, kind in sorted({(c.api_version, c.key.kind) for c in creates}):
+        resource = cluster.resource(api_version, kind)
+        names = {(i["metadata"].get("namespace", ""), i["metadata"]["name"])
+                 for i in cluster.call(lambda r=resource: r.get()).to_dict().get("items") or []}
+        found |= {c.key for c in creates if c.key.kind == kind and (c.key.namespace, c.key.name) in names}
+    return found
