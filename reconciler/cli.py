@@ -143,7 +143,8 @@ def _reconcile(settings: Settings, *, dry_run: bool) -> Outcome:
     cluster = None
     if settings.has_cluster:
         kubeconfig = settings.kubeconfig.split(os.pathsep)[0] if settings.kubeconfig else None
-        cluster = connect(kubeconfig=kubeconfig, context=settings.context, in_cluster=settings.in_cluster)
+        cluster = connect(kubeconfig=kubeconfig, context=settings.context, in_cluster=settings.in_cluster,
+                          qps=settings.qps, burst=settings.burst)
     _progress(f"reading {settings.path}" + (f" at {settings.revision}" if settings.revision else "") + " ...")
     started = time.perf_counter()
     return reconcile(settings, dry_run=dry_run, cluster=cluster,

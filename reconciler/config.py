@@ -46,6 +46,9 @@ class Settings:
     drift_policy: str = "heal"
     create_namespaces: bool = False
     adopt: bool = False
+    concurrency: int = 4
+    qps: float = 0.0
+    burst: int = 10
 
     @property
     def has_cluster(self) -> bool:
@@ -114,6 +117,12 @@ CLUSTER_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--in-cluster", is_flag=True, default=False, help="Use the pod's service account."),
     click.option("--force-conflicts", is_flag=True, default=False,
                  help="Take over fields another field manager applied."),
+    click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
+                 help="Objects applied at once within a stage."),
+    click.option("--qps", type=click.FloatRange(0), default=0.0, show_default=True,
+                 help="Client-side limit of API requests per second (0: none)."),
+    click.option("--burst", type=click.IntRange(1), default=10, show_default=True,
+                 help="Requests allowed at once above --qps."),
     click.option("--adopt", is_flag=True, default=False,
                  help="Take over objects that exist with an agent's name but without this source's labels."),
     click.option("--create-namespaces", is_flag=True, default=False,

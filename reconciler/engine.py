@@ -138,7 +138,7 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
             ensure_namespaces(cluster, {c.key.namespace for c in plan.pending if c.action != "delete"},
                               dry_run=dry_run)
         applied = apply_plan(cluster, plan, live=live, force_conflicts=settings.force_conflicts,
-                             adopt=settings.adopt, dry_run=dry_run)
+                             adopt=settings.adopt, dry_run=dry_run, concurrency=settings.concurrency)
         if not applied.ok:
             if not dry_run:
                 state.record_failure(source=settings.source_name, revision=revision.id,

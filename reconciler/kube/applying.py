@@ -6,6 +6,8 @@ stage failed are skipped, so a sandbox never points at a template that was refus
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
+from itertools import groupby
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,35 +46,43 @@ class ApplyResult:
 
 def apply_plan(cluster: Cluster, plan: Plan, *, live: Mapping[ObjectKey, dict[str, Any]],
                force_conflicts: bool = False, heal_drift: bool = True, adopt: bool = False,
-               dry_run: bool = False) -> ApplyResult:
-    """Apply `plan.pending`; with dry_run the server checks every write (dryRun=All) and keeps nothing."""
+               dry_run: bool = False, concurrency: int = 4) -> ApplyResult:
+    """Apply `plan.pending`; with dry_run the server checks every write (dryRun=All) and keeps nothing.
+
+    Objects of one stage (one kind rank, creates and updates or deletes) go out `concurrency` at a
+    time; a stage starts when the one before it has finished.
+    """
     result = ApplyResult()
     failed_agents: set[str] = set()
-    for change in plan.pending:
+
+    def one(change: Change) -> ObjectFailure | None:
         if change.blocked:
-            if change.agent:
-                failed_agents.add(change.agent)
-            result.failures.append(ObjectFailure(change.key, change.origin, 409, change.blocked))
-            continue
+            return ObjectFailure(change.key, change.origin, 409, change.blocked)
         if change.agent and change.agent in failed_agents and change.action != "delete":
-            result.failures.append(ObjectFailure(change.key, change.origin, 0,
-                                                 "skipped: an earlier object of this agent failed"))
-            continue
+            return ObjectFailure(change.key, change.origin, 0, "skipped: an earlier object of this agent failed")
         try:
             if change.action == "delete":
                 _delete(cluster, change, dry_run)
-                result.deleted.append(change.key)
             else:
                 # Adopting takes over the fields whoever created the object holds.
                 force = force_conflicts or (adopt and change.action == "create") or (
                     heal_drift and _only_hand_edits(live.get(change.key)))
                 _apply(cluster, change, force=force, dry_run=dry_run)
-                result.applied.append(change.key)
-            result.writes += 1
         except ApiException as error:
-            if change.agent:
-                failed_agents.add(change.agent)
-            result.failures.append(ObjectFailure(change.key, change.origin, error.status or 0, server_message(error)))
+            return ObjectFailure(change.key, change.origin, error.status or 0, server_message(error))
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        for _, stage in groupby(plan.pending, key=lambda c: (c.action == "delete", c.key.kind_rank)):
+            changes = list(stage)
+            for change, failure in zip(changes, pool.map(one, changes), strict=True):
+                if failure is None:
+                    (result.deleted if change.action == "delete" else result.applied).append(change.key)
+                    result.writes += 1
+                    continue
+                result.failures.append(failure)
+                if change.agent:
+                    failed_agents.add(change.agent)
     return result
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,26 +21,56 @@ T = TypeVar("T")
 
 
 @dataclass
+class RateLimit:
+    """A token bucket: at most `burst` requests at once, refilled at `qps` per second (0: unlimited)."""
+
+    qps: float = 0.0
+    burst: int = 10
+    _tokens: float = 0.0
+    _stamp: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wait(self) -> None:
+        if self.qps <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if not self._stamp:
+                self._tokens, self._stamp = float(self.burst), now
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.qps)
+            self._stamp = now
+            self._tokens -= 1
+            delay = -self._tokens / self.qps if self._tokens < 0 else 0.0
+        if delay:
+            time.sleep(delay)
+
+
+@dataclass
 class Cluster:
     """An API client and the resources discovered on it (discovery runs once per kind)."""
 
     api: client.ApiClient
     attempts: int = 5
     backoff: float = 0.2
+    limit: RateLimit = field(default_factory=RateLimit)
     _dynamic: dynamic.DynamicClient | None = None
     _resources: dict[tuple[str, str], Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def resource(self, api_version: str, kind: str) -> Any:
         key = (api_version, kind)
-        if key not in self._resources:
-            if self._dynamic is None:
-                self._dynamic = self.call(lambda: dynamic.DynamicClient(self.api))
-            self._resources[key] = self.call(lambda: self._dynamic.resources.get(api_version=api_version, kind=kind))
-        return self._resources[key]
+        with self._lock:  # applies run in threads; discover each kind once
+            if key not in self._resources:
+                if self._dynamic is None:
+                    self._dynamic = self.call(lambda: dynamic.DynamicClient(self.api))
+                self._resources[key] = self.call(
+                    lambda: self._dynamic.resources.get(api_version=api_version, kind=kind))
+            return self._resources[key]
 
     def call(self, function: Callable[[], T]) -> T:
         """`function()`, retried with backoff and jitter on 429, 5xx, timeouts and dropped connections."""
         for attempt in range(1, self.attempts + 1):
+            self.limit.wait()
             try:
                 return function()
             except ApiException as error:
@@ -63,7 +94,7 @@ def _retry_after(error: ApiException) -> float | None:
 
 
 def connect(*, kubeconfig: str | None, context: str | None = None, in_cluster: bool = False,
-            qps: float | None = None, timeout: float = 30.0) -> Cluster:
+            qps: float = 0.0, burst: int = 10, timeout: float = 30.0) -> Cluster:
     """A Cluster from a kubeconfig file or the pod's service account. Raises ConfigError with the reason."""
     try:
         if in_cluster:
@@ -78,4 +109,4 @@ def connect(*, kubeconfig: str | None, context: str | None = None, in_cluster: b
     api.configuration.retries = False  # retries are ours, with backoff and jitter
     api.user_agent = "agent-reconciler"
     api.rest_client.pool_manager.connection_pool_kw["timeout"] = urllib3.Timeout(total=timeout)
-    return Cluster(api)
+    return Cluster(api, limit=RateLimit(qps=qps, burst=burst))
