@@ -48,3 +48,18 @@ def test_client_errors_are_not_retried():
     with pytest.raises(ApiException):
         Cluster(api=None, attempts=3, backoff=0.001).call(invalid)
     assert len(calls) == 1
+
+
+def test_a_slow_answer_times_out_and_is_retried(tmp_path):
+    from fakekube import FakeKube, Fault
+    from reconciler.kube.client import connect
+    from reconciler.kube.live import list_owned
+
+    with FakeKube() as kube:
+        cluster = connect(kubeconfig=str(kube.kubeconfig(tmp_path / "kubeconfig")), timeout=0.5)
+        cluster.backoff = 0.01
+        kube.inject(Fault("GET", "/secrets$", delay=1.5))
+        started = time.monotonic()
+        assert list_owned(cluster, [("v1", "Secret")], "default") == []
+        assert kube.count("GET", "/secrets$") == 2
+        assert time.monotonic() - started < 1.5  # the slow answer was not waited for

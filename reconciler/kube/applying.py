@@ -89,7 +89,8 @@ def apply_plan(cluster: Cluster, plan: Plan, *, live: Mapping[ObjectKey, dict[st
 def _apply(cluster: Cluster, change: Change, *, force: bool, dry_run: bool) -> None:
     assert change.desired is not None
     resource = cluster.resource(change.api_version, change.key.kind)
-    options: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force_conflicts": force}
+    options: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force_conflicts": force,
+                               "_request_timeout": cluster.timeout}
     if dry_run:
         options["dry_run"] = "All"
     cluster.call(lambda: resource.server_side_apply(body=change.desired.body, name=change.key.name,
@@ -98,7 +99,9 @@ def _apply(cluster: Cluster, change: Change, *, force: bool, dry_run: bool) -> N
 
 def _delete(cluster: Cluster, change: Change, dry_run: bool) -> None:
     resource = cluster.resource(change.api_version, change.key.kind)
-    options = {"dry_run": "All"} if dry_run else {}
+    options: dict[str, Any] = {"_request_timeout": cluster.timeout}
+    if dry_run:
+        options["dry_run"] = "All"
     try:
         cluster.call(lambda: resource.delete(name=change.key.name, namespace=change.key.namespace, **options))
     except ApiException as error:
@@ -129,9 +132,10 @@ def server_message(error: ApiException) -> str:
 def ensure_namespaces(cluster: Cluster, namespaces: set[str], *, dry_run: bool) -> list[str]:
     """Create the namespaces that do not exist (one LIST, then one apply per missing namespace)."""
     resource = cluster.resource("v1", "Namespace")
-    existing = {item["metadata"]["name"] for item in cluster.call(lambda: resource.get()).to_dict()["items"]}
+    listed = cluster.call(lambda: resource.get(_request_timeout=cluster.timeout))
+    existing = {item["metadata"]["name"] for item in listed.to_dict()["items"]}
     missing = sorted(namespaces - existing)
-    options: dict[str, Any] = {"field_manager": FIELD_MANAGER}
+    options: dict[str, Any] = {"field_manager": FIELD_MANAGER, "_request_timeout": cluster.timeout}
     if dry_run:
         options["dry_run"] = "All"
     for name in missing:
@@ -151,6 +155,7 @@ def unowned_existing(cluster: Cluster, plan: Plan) -> set[ObjectKey]:
     for api_version, kind in sorted({(c.api_version, c.key.kind) for c in creates}):
         resource = cluster.resource(api_version, kind)
         names = {(i["metadata"].get("namespace", ""), i["metadata"]["name"])
-                 for i in cluster.call(lambda r=resource: r.get()).to_dict().get("items") or []}
+                 for i in cluster.call(lambda r=resource: r.get(_request_timeout=cluster.timeout))
+                 .to_dict().get("items") or []}
         found |= {c.key for c in creates if c.key.kind == kind and (c.key.namespace, c.key.name) in names}
     return found

@@ -53,6 +53,7 @@ class Cluster:
     attempts: int = 5
     backoff: float = 0.2
     limit: RateLimit = field(default_factory=RateLimit)
+    timeout: float = 30.0  # seconds per request; pass as _request_timeout
     _dynamic: dynamic.DynamicClient | None = None
     _resources: dict[tuple[str, str], Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -108,5 +109,4 @@ def connect(*, kubeconfig: str | None, context: str | None = None, in_cluster: b
         raise ConfigError(f"cannot load the {where}: {error}") from None
     api.configuration.retries = False  # retries are ours, with backoff and jitter
     api.user_agent = "agent-reconciler"
-    api.rest_client.pool_manager.connection_pool_kw["timeout"] = urllib3.Timeout(total=timeout)
-    return Cluster(api, limit=RateLimit(qps=qps, burst=burst))
+    return Cluster(api, limit=RateLimit(qps=qps, burst=burst), timeout=timeout)

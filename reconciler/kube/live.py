@@ -17,7 +17,8 @@ def list_owned(cluster: Cluster, kinds: Iterable[tuple[str, str]], source: str) 
     objects: list[dict[str, Any]] = []
     for api_version, kind in kinds:
         resource = cluster.resource(api_version, kind)
-        listed = cluster.call(lambda r=resource: r.get(label_selector=owner_selector(source)))
+        listed = cluster.call(lambda r=resource: r.get(label_selector=owner_selector(source),
+                                                      _request_timeout=cluster.timeout))
         for item in listed.to_dict().get("items") or []:
             item.setdefault("apiVersion", api_version)
             item.setdefault("kind", kind)
