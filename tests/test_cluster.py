@@ -232,3 +232,17 @@ def test_existing_unlabelled_objects_need_adopt(kube, repo, run):
     assert adopted.exit_code == 0, adopted.stderr
     template = kube.get(EXT, "sandboxtemplates", "agents", "research")
     assert template["metadata"]["labels"]["agent-reconciler.io/source"] == "default"
+
+
+def test_a_failed_delete_stays_owned_and_is_retried(kube, repo, run):
+    path = repo.working_tree_dir
+    assert run("apply", path).exit_code == 0
+    commit(repo, "agents/research.yaml", None)
+    kube.inject(Fault("DELETE", "/sandboxwarmpools/research", status=500, times=5))
+    failed = run("apply", path)
+    assert failed.exit_code == 4 and "SandboxWarmPool agents/research: injected fault 500" in failed.stderr
+    assert kube.get(EXT, "sandboxwarmpools", "agents", "research") is not None
+    assert kube.get(EXT, "sandboxtemplates", "agents", "research") is not None  # not deleted under its pool
+    assert run("apply", path).exit_code == 0
+    assert kube.get(EXT, "sandboxwarmpools", "agents", "research") is None
+    assert kube.get(EXT, "sandboxtemplates", "agents", "research") is None

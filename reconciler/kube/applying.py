@@ -1,7 +1,8 @@
 """Applying a plan: server-side apply in order (Secret, templates, sandboxes and pools), deletes in reverse.
 
 One object's failure does not stop the others of its stage; objects of an agent whose earlier
-stage failed are skipped, so a sandbox never points at a template that was refused.
+stage failed are skipped, so a sandbox never points at a template that was refused, nor a pool at
+a template that was deleted.
 """
 from __future__ import annotations
 
@@ -58,7 +59,9 @@ def apply_plan(cluster: Cluster, plan: Plan, *, live: Mapping[ObjectKey, dict[st
     def one(change: Change) -> ObjectFailure | None:
         if change.blocked:
             return ObjectFailure(change.key, change.origin, 409, change.blocked)
-        if change.agent and change.agent in failed_agents and change.action != "delete":
+        # Nothing more of an agent whose earlier object failed: no sandbox without its template,
+        # no template deleted under a pool that could not be.
+        if change.agent and change.agent in failed_agents:
             return ObjectFailure(change.key, change.origin, 0, "skipped: an earlier object of this agent failed")
         try:
             if change.action == "delete":
