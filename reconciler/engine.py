@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from functools import partial
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -109,45 +110,55 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
     `on_read` sees the validated revision before anything is planned (for progress).
     """
     state = open_state(database_url(settings.database), create=not dry_run, lock_timeout=settings.lock_timeout)
+    record_failure = partial(state.record_failure, source=settings.source_name, trigger=trigger)
     try:
         revision = read_revision(settings)
-        if on_read is not None:
-            on_read(revision)
     except InvalidRevision as invalid:
         if not dry_run:
-            state.record_failure(source=settings.source_name, revision=invalid.revision,
-                                 errors=[str(p) for p in invalid.problems], trigger=trigger)
+            record_failure(revision=invalid.revision, errors=[str(p) for p in invalid.problems])
         raise
+    if on_read is not None:
+        on_read(revision)
     desired, records = render_revision(revision, settings, salt=state.salt(), clock=clock)
-    suspended = frozenset(a.key for a in revision.parsed.agents if a.suspend)
-    live: dict[ObjectKey, dict[str, Any]] = {}
-    if cluster is None:
-        recorded = state.recorded_objects(settings.source_name)
-    else:
-        live = read_live(cluster, settings)
-        recorded = live_state(live, desired, salt=state.salt())
-    detect_only = frozenset(a.key for a in revision.parsed.agents
-                            if (a.drift_policy or settings.drift_policy) == "detect")
-    plan = make_plan(desired, recorded, source=settings.source_name, revision=revision.id,
-                     suspended_agents=suspended, detect_only_agents=detect_only)
-    check_prune(plan, owned=len(recorded), allow_empty=settings.allow_empty, max_prune=settings.max_prune)
+    live = read_live(cluster, settings) if cluster else {}
+    recorded = live_state(live, desired, salt=state.salt()) if cluster else state.recorded_objects(
+        settings.source_name)
+    plan = plan_revision(revision, desired, recorded, settings)
     applied = None
     if cluster is not None:
-        plan = guard_adoption(cluster, plan, adopt=settings.adopt)
-        if settings.create_namespaces:
-            ensure_namespaces(cluster, {c.key.namespace for c in plan.pending if c.action != "delete"},
-                              dry_run=dry_run)
-        applied = apply_plan(cluster, plan, live=live, force_conflicts=settings.force_conflicts,
-                             adopt=settings.adopt, dry_run=dry_run, concurrency=settings.concurrency)
+        plan, applied = sync_cluster(cluster, plan, live, settings, dry_run=dry_run)
         if not applied.ok:
             if not dry_run:
-                state.record_failure(source=settings.source_name, revision=revision.id,
-                                     errors=[str(f) for f in applied.failures], trigger=trigger)
+                record_failure(revision=revision.id, errors=[str(f) for f in applied.failures])
             raise ClusterApplyFailed(Outcome(revision, plan, tuple(desired), cluster=applied))
     if dry_run:
         return Outcome(revision, plan, tuple(desired), cluster=applied)
+    suspended = frozenset(a.key for a in revision.parsed.agents if a.suspend)
     result = state.apply(plan, records, trigger=trigger, suspended=suspended)
     return Outcome(revision, plan, tuple(desired), result, applied)
+
+
+def plan_revision(revision: Revision, desired: list[DesiredObject], recorded: list[RecordedObject],
+                  settings: Settings) -> Plan:
+    """The plan, with each agent's suspension and drift policy, refused when it would prune unsafely."""
+    agents = revision.parsed.agents
+    plan = make_plan(
+        desired, recorded, source=settings.source_name, revision=revision.id,
+        suspended_agents=frozenset(a.key for a in agents if a.suspend),
+        detect_only_agents=frozenset(a.key for a in agents if (a.drift_policy or settings.drift_policy) == "detect"))
+    check_prune(plan, owned=len(recorded), allow_empty=settings.allow_empty, max_prune=settings.max_prune)
+    return plan
+
+
+def sync_cluster(cluster: Cluster, plan: Plan, live: dict[ObjectKey, dict[str, Any]], settings: Settings, *,
+                 dry_run: bool) -> tuple[Plan, ApplyResult]:
+    """Adoption check, namespaces, then the plan's writes (dryRun=All with dry_run)."""
+    plan = guard_adoption(cluster, plan, adopt=settings.adopt)
+    if settings.create_namespaces:
+        ensure_namespaces(cluster, {c.key.namespace for c in plan.pending if c.action != "delete"}, dry_run=dry_run)
+    applied = apply_plan(cluster, plan, live=live, force_conflicts=settings.force_conflicts, adopt=settings.adopt,
+                         dry_run=dry_run, concurrency=settings.concurrency)
+    return plan, applied
 
 
 def guard_adoption(cluster: Cluster, plan: Plan, *, adopt: bool) -> Plan:
@@ -164,13 +175,14 @@ def guard_adoption(cluster: Cluster, plan: Plan, *, adopt: bool) -> Plan:
 
 
 def read_live(cluster: Cluster, settings: Settings) -> dict[ObjectKey, dict[str, Any]]:
-    """This source's live objects, one LIST per kind; objects annotated to opt out of pruning are left out."""
+    """This source's live objects, by key: one LIST per kind."""
     objects = list_owned(cluster, managed_kinds(settings.sandbox_api_version), settings.source_name)
     return {ObjectKey.of(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in objects}
 
 
 def live_state(live: dict[ObjectKey, dict[str, Any]], desired: list[DesiredObject], *,
                salt: str) -> list[RecordedObject]:
+    """Live objects in record form; one annotated to opt out of pruning is left out once undeclared."""
     wanted = {o.key: o for o in desired}
     recorded = []
     for key, obj in live.items():
