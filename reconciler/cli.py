@@ -36,9 +36,9 @@ from reconciler.engine import (
     reconcile,
     render_revision,
 )
-from reconciler.kube.status import Readiness, readiness
-from reconciler.kube.client import connect
 from reconciler.errors import InvalidRevision, ReconcilerError, StateError
+from reconciler.kube.client import connect
+from reconciler.kube.status import Readiness, readiness
 from reconciler.render import DesiredObject
 from reconciler.store.embedded import database_url, open_state
 

@@ -31,7 +31,6 @@ def shown(change: Change) -> tuple[dict[str, Any] | None, dict[str, Any] | None]
     if change.key.kind != "Secret":
         return before, after
     old = (before or {}).get("data") or {}
-    new = (after or {}).get("data") or {}
 
     def masked(record: dict[str, Any] | None, mark_changed: bool) -> dict[str, Any] | None:
         if record is None:

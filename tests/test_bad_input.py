@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from factories import agent_yaml
+
 from reconciler.cli import main
 
 CORPUS = Path(__file__).parent / "bad"

@@ -11,8 +11,8 @@ import git
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from factories import git_repo
+
 from reconciler.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from factories import git_repo
 from fakekube import FakeKube, Fault
+
 from reconciler.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -4,10 +4,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from fakekube import FakeKube, Fault
 from kubernetes import client, config, dynamic
 from kubernetes.client.rest import ApiException
-
-from fakekube import FakeKube, Fault
 
 GROUP, PLURAL = "extensions.agents.x-k8s.io", "sandboxtemplates"
 

@@ -52,6 +52,7 @@ def test_client_errors_are_not_retried():
 
 def test_a_slow_answer_times_out_and_is_retried(tmp_path):
     from fakekube import FakeKube, Fault
+
     from reconciler.kube.client import connect
     from reconciler.kube.live import list_owned
 

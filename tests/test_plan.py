@@ -5,6 +5,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from factories import agent
+
 from reconciler import diffs
 from reconciler.plan import RecordedObject, make_plan
 from reconciler.render import RenderSettings, render

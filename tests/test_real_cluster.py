@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 from click.testing import CliRunner
+from factories import agent_yaml
 from kubernetes import client, config
 
-from factories import agent_yaml
 from reconciler.cli import main
 
 KUBECONFIG = os.environ.get("RECONCILER_TEST_KUBECONFIG")

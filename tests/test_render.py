@@ -4,10 +4,10 @@ import base64
 import json
 from datetime import UTC, datetime
 
-import pytest
-
 import crd_schema
+import pytest
 from factories import agent
+
 from reconciler.render import (
     AGENT_LABEL,
     MANAGED_BY_LABEL,

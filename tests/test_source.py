@@ -1,16 +1,14 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import git
 import pytest
-
 from factories import git_repo as make_repo
 from factories import write_files as write
+
 from reconciler.errors import FileRefError, SourceError
 from reconciler.source import open_source
-
 
 FILES = {
     "a.yaml": "a: 1\n",

@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
-
 from databases import database
 from factories import agent
+from sqlalchemy import inspect, text
+
 from reconciler.errors import StateError
 from reconciler.plan import make_plan
 from reconciler.render import RenderSettings, agent_records, render

@@ -3,8 +3,8 @@ from __future__ import annotations
 import posixpath
 
 import pytest
-
 from factories import agent_yaml
+
 from reconciler.container_env import container_env
 from reconciler.errors import ConfigError, FileRefError
 from reconciler.spec.validate import parse_revision

@@ -7,10 +7,10 @@ a template that was deleted.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
-from itertools import groupby
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any
 
 from kubernetes.client.rest import ApiException

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import crd_schema
 import yaml
 
-import crd_schema
 from fakekube import fields
 from fakekube.selectors import matches, parse_selector
 
