@@ -169,3 +169,26 @@ def test_one_writer_at_a_time(url):
         thread.join()
     _, result = sync(open_state(url, create=True), [agent("a")], "r1")
     assert result.created == 3
+
+
+def test_connection_lost_mid_sync_leaves_no_half_revision_and_the_next_run_converges(tmp_path):
+    from sqlalchemy import event
+
+    with database("postgresql", tmp_path) as value:
+        migrate.upgrade(connect(value))
+        state = open_state(value, create=True)
+        sync(state, [agent("a")], "r1")
+        before = (state.recorded_objects("main"), [(a.name, a.revision) for a in state.agents("main")])
+
+        def kill(connection, cursor, statement, *args):
+            if statement.startswith("INSERT INTO agents"):
+                cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+        event.listen(state.engine, "before_cursor_execute", kill)
+        with pytest.raises(StateError, match="nothing of revision r2 was recorded"):
+            sync(state, [agent("a", image="img:2"), agent("b")], "r2")
+        event.remove(state.engine, "before_cursor_execute", kill)
+        assert (state.recorded_objects("main"), [(a.name, a.revision) for a in state.agents("main")]) == before
+        _, result = sync(state, [agent("a", image="img:2"), agent("b")], "r2")
+        assert (result.created, result.updated) == (2, 2)
+        assert [(a.name, a.revision) for a in state.agents("main")] == [("a", "r2"), ("b", "r2")]

@@ -85,8 +85,9 @@ class EmbeddedState:
         self._salt: str | None = None
 
     @property
-    def exists(self) -> bool:
-        return self._engine is not None
+    def engine(self) -> Engine | None:
+        """The database engine; None for a SQLite file that does not exist yet (read as empty)."""
+        return self._engine
 
     def salt(self) -> str:
         if self._salt is None:
