@@ -27,7 +27,7 @@ def sync(state, agents, revision: str) -> tuple[float, float, dict[str, int]]:
     settings = RenderSettings(source="bench", revision=revision, secret_salt=state.salt())
     desired, records = render(agents, settings), agent_records(agents, settings)
     started = time.perf_counter()
-    plan = make_plan(desired, state.recorded_objects("bench"), source="bench", revision=revision)
+    plan = make_plan(desired, state.recorded_objects("bench", desired), source="bench", revision=revision)
     planned = time.perf_counter()
     state.apply(plan, records)
     return planned - started, time.perf_counter() - planned, plan.summary

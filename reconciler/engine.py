@@ -122,7 +122,7 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
     desired, records = render_revision(revision, settings, salt=state.salt(), clock=clock)
     live = read_live(cluster, settings) if cluster else {}
     recorded = live_state(live, desired, salt=state.salt()) if cluster else state.recorded_objects(
-        settings.source_name)
+        settings.source_name, desired)
     plan = plan_revision(revision, desired, recorded, settings)
     applied = None
     if cluster is not None:

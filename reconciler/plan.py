@@ -8,11 +8,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from reconciler.render import (
-    REVISION_ANNOTATION,
     SHUTDOWN_AFTER_ANNOTATION,
     SPEC_HASH_ANNOTATION,
     DesiredObject,
     ObjectKey,
+    comparable,
 )
 from reconciler.spec.model import Origin
 
@@ -22,14 +22,19 @@ ACTIONS: tuple[Action, ...] = ("create", "update", "delete", "unchanged")
 
 @dataclass(frozen=True)
 class RecordedObject:
-    """An object as the state holds it (record form: secret values are fingerprints)."""
+    """An object as the state holds it (record form: secret values are fingerprints).
+
+    `record` may be None when `digest` is known and equals the desired object's: a large state
+    then need not load the records of unchanged objects.
+    """
 
     api_version: str
     kind: str
     namespace: str
     name: str
-    record: dict[str, Any]
+    record: dict[str, Any] | None
     agent: str | None = None
+    digest: str | None = None
 
     @property
     def key(self) -> ObjectKey:
@@ -100,6 +105,10 @@ def make_plan(desired: Sequence[DesiredObject], recorded: Iterable[RecordedObjec
             obj = _keep_live_countdown(obj, before)
         if before is None:
             action: Action = "create"
+        elif before.record is None:
+            if before.digest != obj.digest:
+                raise ValueError(f"{obj.key} differs from the recorded digest but its record was not loaded")
+            action = "unchanged"
         elif comparable(before.record) == comparable(obj.record):
             action = "unchanged"
         else:
@@ -121,24 +130,9 @@ def _same_spec(before: dict[str, Any], after: dict[str, Any]) -> bool:
     return old is not None and old == after.get("metadata", {}).get("annotations", {}).get(SPEC_HASH_ANNOTATION)
 
 
-def comparable(record: dict[str, Any]) -> dict[str, Any]:
-    """The part of a record that decides whether an update is needed.
-
-    The revision annotation says which commit last changed an object; a new commit
-    that leaves an object as it was must not rewrite it.
-    """
-    annotations = record.get("metadata", {}).get("annotations") or {}
-    if REVISION_ANNOTATION not in annotations:
-        return record
-    trimmed = dict(record)
-    trimmed["metadata"] = {**record["metadata"],
-                           "annotations": {k: v for k, v in annotations.items() if k != REVISION_ANNOTATION}}
-    return trimmed
-
-
 def _keep_live_countdown(obj: DesiredObject, before: RecordedObject) -> DesiredObject:
     """A sandbox's shutdownTime counts from its creation: keep the recorded one while shutdownAfter is unchanged."""
-    if obj.kind != "Sandbox":
+    if obj.kind != "Sandbox" or before.record is None:
         return obj
     annotation = obj.record["metadata"]["annotations"].get(SHUTDOWN_AFTER_ANNOTATION)
     old_annotation = (before.record.get("metadata", {}).get("annotations") or {}).get(SHUTDOWN_AFTER_ANNOTATION)

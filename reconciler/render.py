@@ -9,7 +9,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
+
+import orjson
 
 from reconciler.spec.model import AgentSpec, EnvVar, KeyRef, Origin
 
@@ -79,6 +82,10 @@ class DesiredObject:
     def key(self) -> ObjectKey:
         return ObjectKey.of(self.kind, self.namespace, self.name)
 
+    @cached_property
+    def digest(self) -> str:
+        return record_digest(self.record)
+
 
 @dataclass(frozen=True)
 class AgentRecord:
@@ -90,6 +97,26 @@ class AgentRecord:
     spec_hash: str
     path: str
     revision: str | None
+
+
+def comparable(record: dict[str, Any]) -> dict[str, Any]:
+    """The part of a record that decides whether an update is needed.
+
+    The revision annotation says which commit last changed an object; a new commit
+    that leaves an object as it was must not rewrite it.
+    """
+    annotations = record.get("metadata", {}).get("annotations") or {}
+    if REVISION_ANNOTATION not in annotations:
+        return record
+    trimmed = dict(record)
+    trimmed["metadata"] = {**record["metadata"],
+                           "annotations": {k: v for k, v in annotations.items() if k != REVISION_ANNOTATION}}
+    return trimmed
+
+
+def record_digest(record: dict[str, Any]) -> str:
+    """A digest of what decides an update (see `comparable`), to compare without loading records."""
+    return hashlib.sha256(orjson.dumps(comparable(record), option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def managed_kinds(sandbox_api_version: str) -> list[tuple[str, str]]:

@@ -19,8 +19,8 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from reconciler.errors import StateError
-from reconciler.plan import Plan, RecordedObject
-from reconciler.render import AgentRecord
+from reconciler.plan import Change, Plan, RecordedObject
+from reconciler.render import AgentRecord, DesiredObject, ObjectKey, record_digest
 from reconciler.store import migrate
 from reconciler.store.lock import writer_lock
 from reconciler.store.models import Agent, Meta, StoredObject, SyncRun
@@ -94,15 +94,30 @@ class EmbeddedState:
             self._salt = self._read_salt() if self._engine else secrets.token_hex(16)
         return self._salt
 
-    def recorded_objects(self, source: str) -> list[RecordedObject]:
+    def recorded_objects(self, source: str, desired: Sequence[DesiredObject] | None = None) -> list[RecordedObject]:
+        """This source's recorded objects. Given the desired objects, the records of objects whose
+        digest matches are not loaded (their `record` is None): unchanged objects cost one short row."""
         if self._engine is None:
             return []
+        table = StoredObject.__table__
         with self._session() as session:
+            if desired is None:
+                rows = session.execute(
+                    select(table.c.api_version, table.c.kind, table.c.namespace, table.c.name, table.c.record,
+                           table.c.agent, table.c.digest).where(table.c.source == source)).all()
+                return [RecordedObject(*row) for row in rows]
+            wanted = {o.key: o.digest for o in desired}
             rows = session.execute(
-                select(StoredObject.api_version, StoredObject.kind, StoredObject.namespace,
-                       StoredObject.name, StoredObject.record, StoredObject.agent)
-                .where(StoredObject.source == source)).all()
-        return [RecordedObject(*row) for row in rows]
+                select(table.c.id, table.c.api_version, table.c.kind, table.c.namespace, table.c.name,
+                       table.c.agent, table.c.digest).where(table.c.source == source)).all()
+            needed = [row.id for row in rows
+                      if wanted.get(ObjectKey.of(row.kind, row.namespace, row.name)) != row.digest]
+            records: dict[int, dict[str, Any]] = {}
+            for start in range(0, len(needed), 1000):
+                chunk = needed[start:start + 1000]
+                records.update(session.execute(select(table.c.id, table.c.record).where(table.c.id.in_(chunk))).all())
+        return [RecordedObject(row.api_version, row.kind, row.namespace, row.name, records.get(row.id), row.agent,
+                               row.digest) for row in rows]
 
     def apply(self, plan: Plan, agents: Sequence[AgentRecord], *, trigger: str = "cli",
               suspended: frozenset[str] = frozenset()) -> SyncResult:
@@ -176,11 +191,12 @@ class EmbeddedState:
             key = {"kind": change.key.kind, "namespace": change.key.namespace, "name": change.key.name}
             if change.action == "create":
                 creates.append({**key, "source": source, "api_version": change.api_version, "agent": change.agent,
-                                "record": change.after, "revision": revision, "updated_at": now})
+                                "record": change.after, "digest": _digest(change),
+                                "revision": revision, "updated_at": now})
             elif change.action == "update":
                 updates.append({**{f"k_{k}": v for k, v in key.items()}, "api_version": change.api_version,
-                                "agent": change.agent, "record": change.after, "revision": revision,
-                                "updated_at": now})
+                                "agent": change.agent, "record": change.after,
+                                "digest": _digest(change), "revision": revision, "updated_at": now})
             else:
                 deletes.append({f"k_{k}": v for k, v in key.items()})
         table = StoredObject.__table__
@@ -261,6 +277,11 @@ class EmbeddedState:
 
     def _shown_url(self) -> str:
         return make_url(self.url).render_as_string(hide_password=True)
+
+
+def _digest(change: Change) -> str:
+    assert change.after is not None
+    return change.desired.digest if change.desired is not None else record_digest(change.after)
 
 
 def open_state(url: str, *, create: bool, lock_timeout: float = 60.0) -> EmbeddedState:

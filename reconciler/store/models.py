@@ -65,6 +65,7 @@ class StoredObject(Base):
     name: Mapped[str] = mapped_column(String(253))
     agent: Mapped[str | None] = mapped_column(String(128))
     record: Mapped[dict[str, Any]]
+    digest: Mapped[str] = mapped_column(String(64))  # of the record's comparable part (plan.record_digest)
     revision: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(253), nullable=False),
         sa.Column("agent", sa.String(128), nullable=True),
         sa.Column("record", JSON, nullable=False),
+        sa.Column("digest", sa.String(64), nullable=False),
         sa.Column("revision", sa.String(64), nullable=True),
         sa.Column("updated_at", TIME, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_objects"),
