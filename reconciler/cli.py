@@ -31,6 +31,7 @@ from reconciler.engine import (
     ClusterApplyFailed,
     Outcome,
     Revision,
+    compare_revisions,
     read_live,
     read_revision,
     reconcile,
@@ -220,12 +221,22 @@ def _print_plan(outcome: Outcome, output: str, colour: str) -> None:
 @DATABASE_OPTION
 @output_option("text", "json", "markdown")
 @colour_option
-def diff(path: str, output: str, colour: str, **options: Any) -> None:
+@click.option("--base", metavar="REV", default=None,
+              help="Compare two Git revisions instead of the live state: what merging --head over --base "
+                   "would change (no cluster or database needed).")
+@click.option("--head", metavar="REV", default=None, help="The revision to compare with --base (default HEAD).")
+def diff(path: str, output: str, colour: str, base: str | None, head: str | None, **options: Any) -> None:
     """Show what applying PATH would change (also: reconcile --dry-run PATH).
 
     Exit code 0: nothing would change; 1: something would; 2 or more: an error.
     """
-    outcome = _reconcile(settings_from(path, options), dry_run=True)
+    settings = settings_from(path, options)
+    if head is not None and base is None:
+        raise click.UsageError("--head needs --base")
+    if base is not None:
+        outcome = compare_revisions(settings, base=base, head=head or "HEAD")
+    else:
+        outcome = _reconcile(settings, dry_run=True)
     _print_plan(outcome, output, colour)
     sys.exit(EXIT_CHANGES if outcome.plan.has_changes else 0)
 

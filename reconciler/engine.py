@@ -138,15 +138,27 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
     return Outcome(revision, plan, tuple(desired), result, applied)
 
 
+def compare_revisions(settings: Settings, *, base: str, head: str, clock: Clock = _utc_now) -> Outcome:
+    """What merging `head` over `base` would change, from the two revisions alone (no cluster, no state)."""
+    now = clock()
+    base_revision = read_revision(dataclasses.replace(settings, revision=base, work_tree=False))
+    head_revision = read_revision(dataclasses.replace(settings, revision=head, work_tree=False))
+    before, _ = render_revision(base_revision, settings, salt="", clock=lambda: now)
+    after, _ = render_revision(head_revision, settings, salt="", clock=lambda: now)
+    recorded = [RecordedObject(o.api_version, o.kind, o.namespace, o.name, o.record, o.agent) for o in before]
+    return Outcome(head_revision, plan_revision(head_revision, after, recorded, settings, guard=False), tuple(after))
+
+
 def plan_revision(revision: Revision, desired: list[DesiredObject], recorded: list[RecordedObject],
-                  settings: Settings) -> Plan:
+                  settings: Settings, *, guard: bool = True) -> Plan:
     """The plan, with each agent's suspension and drift policy, refused when it would prune unsafely."""
     agents = revision.parsed.agents
     plan = make_plan(
         desired, recorded, source=settings.source_name, revision=revision.id,
         suspended_agents=frozenset(a.key for a in agents if a.suspend),
         detect_only_agents=frozenset(a.key for a in agents if (a.drift_policy or settings.drift_policy) == "detect"))
-    check_prune(plan, owned=len(recorded), allow_empty=settings.allow_empty, max_prune=settings.max_prune)
+    if guard:
+        check_prune(plan, owned=len(recorded), allow_empty=settings.allow_empty, max_prune=settings.max_prune)
     return plan
 
 

@@ -200,3 +200,23 @@ def test_migrate_command(tmp_path):
     second = CliRunner().invoke(main, ["migrate", "--database", database])
     assert first.stdout == "database schema upgraded from empty to 0001\n"
     assert second.stdout == "database schema is up to date (revision 0001)\n"
+
+
+def test_diff_between_two_revisions_needs_no_state(repo, run, tmp_path):
+    path = repo.working_tree_dir
+    base = repo.head.commit.hexsha
+    spec = Path(path, "agents/research.yaml").read_text().replace("gpt-4o\n", "gpt-4.1\n")
+    commit(repo, "agents/research.yaml", spec, "research on gpt-4.1")
+    commit(repo, "agents/support-triage.yaml", None, "retire triage")
+    result = CliRunner().invoke(main, ["diff", path, "--base", base, "-o", "json"])
+    assert result.exit_code == 1, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["revision"] == repo.head.commit.hexsha
+    assert sorted((c["action"], c["kind"], c["name"]) for c in plan["changes"]) == [
+        ("delete", "Sandbox", "support-triage"), ("delete", "SandboxTemplate", "support-triage"),
+        ("update", "SandboxTemplate", "research"), ("update", "SandboxWarmPool", "research")]
+    same = CliRunner().invoke(main, ["diff", path, "--base", "HEAD", "--head", "HEAD"])
+    assert same.exit_code == 0 and same.stdout.startswith("Plan: 0 to create, 0 to update, 0 to delete")
+    assert not run.database.exists()
+    bad = CliRunner().invoke(main, ["diff", path, "--head", "HEAD"])
+    assert bad.exit_code == 2 and "--head needs --base" in bad.stderr
