@@ -58,3 +58,21 @@ def test_every_source_option_is_documented():
         for opt in param.opts:
             if opt.startswith("--"):
                 assert f"`{opt}" in README or f", {opt}`" in README, opt
+
+
+def test_the_example_pull_request_workflow_uses_real_commands_and_options():
+    import shlex
+
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / "examples" / ".github" / "workflows" / "agents.yaml").read_text())
+    scripts = [step["run"] for step in workflow["jobs"]["plan"]["steps"] if "run" in step]
+    calls = [shlex.split(line.replace("\\\n", " "))
+             for script in scripts for line in script.replace("\\\n", " ").splitlines()
+             if line.strip().startswith("reconcile ")]
+    assert [c[1] for c in calls] == ["validate", "diff"]
+    for call in calls:
+        command = main.commands[call[1]]
+        options = {opt for param in command.params for opt in param.opts}
+        used = {word for word in call[2:] if word.startswith("-")}
+        assert used <= options, used - options
