@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -18,12 +19,14 @@ import yaml
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from reconciler import __version__, diffs
+from reconciler import __version__, diffs, logs
 from reconciler.config import (
     CLUSTER_OPTIONS,
     DATABASE_OPTION,
     LOCK_TIMEOUT_OPTION,
     SOURCE_OPTIONS,
+    SPEC_OPTIONS,
+    default_cache,
     Settings,
     settings_from,
 )
@@ -38,7 +41,8 @@ from reconciler.engine import (
     render_revision,
 )
 from reconciler.errors import InvalidRevision, ReconcilerError, StateError
-from reconciler.kube.client import connect
+from reconciler.kube.client import Cluster, connect
+from reconciler.watcher import Watcher
 from reconciler.kube.status import Readiness, readiness
 from reconciler.render import DesiredObject
 from reconciler.store.embedded import database_url, open_state
@@ -50,6 +54,12 @@ EXIT_STATE = 3
 
 def cluster_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(CLUSTER_OPTIONS):
+        command = option(command)
+    return command
+
+
+def spec_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(SPEC_OPTIONS):
         command = option(command)
     return command
 
@@ -140,12 +150,16 @@ def _report(revision: Revision, started: float) -> None:
               f"in {time.perf_counter() - started:.2f}s")
 
 
+def _cluster(settings: Settings) -> Cluster | None:
+    if not settings.has_cluster:
+        return None
+    kubeconfig = settings.kubeconfig.split(os.pathsep)[0] if settings.kubeconfig else None
+    return connect(kubeconfig=kubeconfig, context=settings.context, in_cluster=settings.in_cluster,
+                   qps=settings.qps, burst=settings.burst)
+
+
 def _reconcile(settings: Settings, *, dry_run: bool) -> Outcome:
-    cluster = None
-    if settings.has_cluster:
-        kubeconfig = settings.kubeconfig.split(os.pathsep)[0] if settings.kubeconfig else None
-        cluster = connect(kubeconfig=kubeconfig, context=settings.context, in_cluster=settings.in_cluster,
-                          qps=settings.qps, burst=settings.burst)
+    cluster = _cluster(settings)
     _progress(f"reading {settings.path}" + (f" at {settings.revision}" if settings.revision else "") + " ...")
     started = time.perf_counter()
     return reconcile(settings, dry_run=dry_run, cluster=cluster,
@@ -309,6 +323,39 @@ def history(database: str | None, source_name: str | None, limit: int, output: s
 
 
 @main.command()
+@click.option("--repo", required=True, metavar="URL|PATH", envvar="RECONCILER_REPO",
+              help="Git repository to follow (URL or path). [env: RECONCILER_REPO]")
+@click.option("--branch", default="main", show_default=True, envvar="RECONCILER_BRANCH",
+              help="Branch whose head is applied. [env: RECONCILER_BRANCH]")
+@click.option("--interval", type=click.FloatRange(0.05), default=60.0, show_default=True,
+              help="Seconds between fetches (with jitter).")
+@click.option("--resync", type=click.FloatRange(0), default=600.0, show_default=True,
+              help="Seconds after which the head is reconciled again even without a new commit.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the repository is mirrored. [default: $XDG_CACHE_HOME/agent-reconciler/repos]")
+@click.option("--once", is_flag=True, default=False, help="Fetch and reconcile once, then exit.")
+@spec_options
+@cluster_options
+@DATABASE_OPTION
+@LOCK_TIMEOUT_OPTION
+def watch(repo: str, branch: str, interval: float, resync: float, cache_dir: str | None, once: bool,
+          **options: Any) -> None:
+    """Follow a branch: apply each new head, keep the last good revision live when one fails."""
+    logs.configure()
+    settings = settings_from(".", options)
+    cluster = _cluster(settings)
+    watcher = Watcher(repo=repo, branch=branch, settings=settings, cache=Path(cache_dir or default_cache()),
+                      interval=interval, resync=resync, cluster=cluster)
+    signal.signal(signal.SIGTERM, lambda *_: watcher.stop.set())
+    try:
+        watcher.run(once=once)
+    except KeyboardInterrupt:
+        pass
+    if once and watcher.state.last_error:
+        raise ReconcilerError(watcher.state.last_error)
+
+
+@main.command()
 @DATABASE_OPTION
 @cluster_options
 @click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default="default", show_default=True,
@@ -326,9 +373,8 @@ def status(database: str | None, source_name: str, sandbox_api_version: str, out
     agents = state.agents(source_name)
     last = next(iter(state.history(source_name, 1)), None)
     live: dict[tuple[str, str], Readiness] = {}
-    if settings.has_cluster:
-        kubeconfig = settings.kubeconfig.split(os.pathsep)[0] if settings.kubeconfig else None
-        cluster = connect(kubeconfig=kubeconfig, context=settings.context, in_cluster=settings.in_cluster)
+    cluster = _cluster(settings)
+    if cluster is not None:
         for obj in read_live(cluster, settings).values():
             if obj["kind"] in ("Sandbox", "SandboxWarmPool"):
                 live[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = readiness(obj)

@@ -17,6 +17,11 @@ from reconciler.spec.load import LoadLimits
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
+def default_cache() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "agent-reconciler" / "repos")
+
+
 def default_database() -> str:
     """SQLite under the user's state folder (XDG), so a fresh machine needs no server."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
@@ -70,13 +75,16 @@ class Settings:
 
 
 # (flag, settings field, environment variable, help) for options shared by commands that read a source.
-SOURCE_OPTIONS: list[Callable[[Any], Any]] = [
+REVISION_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--revision", "revision", metavar="REF", default=None,
                  help="Git revision to read (branch, tag, SHA); default HEAD when PATH is in a Git work tree."),
-    click.option("--path", "subpath", metavar="DIR", default=None,
-                 help="Read specs only below this folder of the source."),
     click.option("--work-tree", is_flag=True, default=False,
                  help="Read PATH as a plain folder, uncommitted edits included, even inside a Git work tree."),
+]
+
+SPEC_OPTIONS: list[Callable[[Any], Any]] = [
+    click.option("--path", "subpath", metavar="DIR", default=None,
+                 help="Read specs only below this folder of the source."),
     click.option("-n", "--namespace", envvar="RECONCILER_NAMESPACE", default="default", show_default=True,
                  help="Namespace of agents whose spec names none. [env: RECONCILER_NAMESPACE]"),
     click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default="default", show_default=True,
@@ -93,6 +101,8 @@ SOURCE_OPTIONS: list[Callable[[Any], Any]] = [
                  default=LoadLimits.max_file_bytes, show_default=True,
                  help="Largest spec file read, in bytes. [env: RECONCILER_MAX_FILE_SIZE]"),
 ]
+
+SOURCE_OPTIONS = REVISION_OPTIONS + SPEC_OPTIONS
 
 DATABASE_OPTION = click.option(
     "--database", envvar="DATABASE_URL", default=None, metavar="URL|FILE",

@@ -1,0 +1,86 @@
+"""The watch loop: fetch the branch every interval, reconcile when its head moves, and again at
+every resync even without a new commit (to put back drift). A revision that fails leaves the last
+good one live; the next good commit applies normally.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.config import Settings
+from reconciler.engine import ClusterApplyFailed, Outcome, reconcile
+from reconciler.errors import ReconcilerError
+from reconciler.kube.client import Cluster
+from reconciler.source.mirror import GitMirror
+
+log = logging.getLogger("reconciler.watch")
+
+
+@dataclass
+class WatchState:
+    """What the loop last did, for status and tests."""
+
+    attempted: str | None = None
+    applied: str | None = None
+    last_error: str | None = None
+    runs: int = 0
+    last_sync: float | None = None  # monotonic time of the last reconcile
+
+
+@dataclass
+class Watcher:
+    repo: str
+    branch: str
+    settings: Settings
+    cache: Path
+    interval: float = 60.0
+    resync: float = 600.0
+    cluster: Cluster | None = None
+    on_outcome: Callable[[Outcome], None] | None = None
+    state: WatchState = dataclasses.field(default_factory=WatchState)
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def run(self, *, once: bool = False) -> None:
+        failures = 0
+        while not self.stop.is_set():
+            mirror = GitMirror(self.repo, self.cache)
+            try:
+                head = mirror.fetch(self.branch)
+                last = self.state.last_sync
+                if head != self.state.attempted or last is None or time.monotonic() - last >= self.resync:
+                    self._reconcile(mirror.path, head)
+                    self.state.last_sync = time.monotonic()
+                failures = 0
+            except ReconcilerError as error:
+                failures += 1
+                self.state.last_error = str(error)
+                log.error("fetch failed: %s", error, extra={"branch": self.branch})
+            if once:
+                return
+            # Jitter spreads many reconcilers; failures back off up to ten intervals.
+            wait = self.interval * min(2 ** failures, 10) if failures else self.interval
+            self.stop.wait(wait * (0.9 + 0.2 * random.random()))  # noqa: S311 - jitter
+
+    def _reconcile(self, path: Path, head: str) -> None:
+        self.state.attempted = head
+        self.state.runs += 1
+        settings = dataclasses.replace(self.settings, path=str(path), revision=head, work_tree=False)
+        try:
+            outcome = reconcile(settings, dry_run=False, trigger="watch", cluster=self.cluster)
+        except ReconcilerError as error:
+            details = [str(p) for p in getattr(error, "problems", ())]
+            if isinstance(error, ClusterApplyFailed) and error.outcome.cluster is not None:
+                details = [str(f) for f in error.outcome.cluster.failures]
+            self.state.last_error = "\n".join([str(error), *details])
+            log.error("revision %s not applied: %s", head[:12], self.state.last_error, extra={"revision": head})
+            return
+        self.state.applied, self.state.last_error = head, None
+        log.info("revision %s applied: %s", head[:12], outcome.plan.summary, extra={"revision": head})
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)

@@ -1,0 +1,135 @@
+"""The watch loop against real Git repositories: a bare remote, a clone that pushes to it."""
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import git
+import pytest
+
+from factories import agent_yaml, git_repo
+from reconciler.config import Settings
+from reconciler.store.embedded import open_state
+from reconciler.watcher import Watcher
+
+
+@pytest.fixture
+def remote(tmp_path):
+    work = git_repo(tmp_path / "work", {"a.yaml": agent_yaml("a")})
+    bare = git.Repo.clone_from(work.working_tree_dir, tmp_path / "remote.git", bare=True)
+    work.create_remote("upstream", bare.git_dir)
+    work.git.push("upstream", "HEAD:refs/heads/main")
+    return work
+
+
+def push(work: git.Repo, files: dict[str, str | None], *, force: bool = False) -> str:
+    for path, text in files.items():
+        if text is None:
+            work.index.remove([path], working_tree=True)
+        else:
+            Path(work.working_tree_dir, path).write_text(text)
+            work.index.add([path])
+    sha = work.index.commit("change").hexsha
+    work.git.push("upstream", "HEAD:refs/heads/main", *(["--force"] if force else []))
+    return sha
+
+
+def watcher(tmp_path, remote, **kwargs) -> Watcher:
+    settings = Settings(database=str(tmp_path / "state.db"), environ={})
+    return Watcher(repo=remote.remotes.upstream.url, branch="main", settings=settings, cache=tmp_path / "cache",
+                   interval=0.05, **kwargs)
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def applied_agents(tmp_path) -> list[str]:
+    return [a.name for a in open_state(f"sqlite:///{tmp_path / 'state.db'}", create=False).agents()]
+
+
+def test_new_commits_are_applied_and_a_bad_one_keeps_the_last_good(tmp_path, remote):
+    loop = watcher(tmp_path, remote)
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    try:
+        first = remote.head.commit.hexsha
+        wait_for(lambda: loop.state.applied == first)
+        assert applied_agents(tmp_path) == ["a"]
+        second = push(remote, {"b.yaml": agent_yaml("b")})
+        wait_for(lambda: loop.state.applied == second)
+        assert applied_agents(tmp_path) == ["a", "b"]
+        bad = push(remote, {"c.yaml": "kind: [broken"})
+        wait_for(lambda: loop.state.attempted == bad)
+        wait_for(lambda: loop.state.last_error is not None)
+        assert loop.state.applied == second and "c.yaml" in loop.state.last_error
+        assert applied_agents(tmp_path) == ["a", "b"]
+        fixed = push(remote, {"c.yaml": agent_yaml("c")})
+        wait_for(lambda: loop.state.applied == fixed)
+        assert applied_agents(tmp_path) == ["a", "b", "c"]
+    finally:
+        loop.stop.set()
+        thread.join(5)
+    runs = open_state(f"sqlite:///{tmp_path / 'state.db'}", create=False).history()
+    assert [r.outcome for r in reversed(runs)] == ["succeeded", "succeeded", "failed", "succeeded"]
+    assert all(r.trigger == "watch" for r in runs)
+
+
+def test_a_force_push_is_followed(tmp_path, remote):
+    loop = watcher(tmp_path, remote)
+    loop.run(once=True)
+    push(remote, {"b.yaml": agent_yaml("b")})
+    remote.git.reset("--hard", "HEAD~1")
+    rewritten = push(remote, {"z.yaml": agent_yaml("z")}, force=True)
+    loop.run(once=True)
+    assert loop.state.applied == rewritten and applied_agents(tmp_path) == ["a", "z"]
+
+
+def test_nothing_new_means_no_reconcile_until_resync(tmp_path, remote):
+    loop = watcher(tmp_path, remote, resync=3600)
+    loop.run(once=True)
+    loop.run(once=True)
+    assert loop.state.runs == 1
+    eager = watcher(tmp_path, remote, resync=0)
+    eager.run(once=True)
+    eager.run(once=True)
+    assert eager.state.runs == 2
+
+
+def test_unreachable_remote_keeps_state_and_hides_credentials(tmp_path, remote):
+    loop = watcher(tmp_path, remote)
+    loop.run(once=True)
+    loop.repo = "https://user:s3cret-token@127.0.0.1:9/agents.git"
+    loop.cache = tmp_path / "other-cache"
+    loop.run(once=True)
+    assert "cannot fetch branch 'main'" in loop.state.last_error
+    assert "s3cret-token" not in loop.state.last_error and "***@127.0.0.1" in loop.state.last_error
+    assert applied_agents(tmp_path) == ["a"]
+
+
+def test_deleted_branch_is_an_error_not_a_prune(tmp_path, remote):
+    loop = watcher(tmp_path, remote)
+    loop.run(once=True)
+    git.Repo(remote.remotes.upstream.url).git.branch("-m", "main", "renamed")
+    loop.run(once=True)
+    assert "cannot fetch branch 'main'" in loop.state.last_error
+    assert applied_agents(tmp_path) == ["a"]
+    shutil.rmtree(tmp_path / "cache")
+
+
+def test_watch_command_once(tmp_path, remote):
+    from click.testing import CliRunner
+
+    from reconciler.cli import main
+
+    result = CliRunner().invoke(main, ["watch", "--repo", remote.remotes.upstream.url, "--once", "--cache-dir",
+                                       str(tmp_path / "cache"), "--database", str(tmp_path / "state.db")])
+    assert result.exit_code == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("{")]
+    assert '"revision"' in lines[-1] and "applied" in lines[-1]
+    assert applied_agents(tmp_path) == ["a"]
