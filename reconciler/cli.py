@@ -26,8 +26,8 @@ from reconciler.config import (
     LOCK_TIMEOUT_OPTION,
     SOURCE_OPTIONS,
     SPEC_OPTIONS,
-    default_cache,
     Settings,
+    default_cache,
     settings_from,
 )
 from reconciler.engine import (
@@ -42,10 +42,10 @@ from reconciler.engine import (
 )
 from reconciler.errors import InvalidRevision, ReconcilerError, StateError
 from reconciler.kube.client import Cluster, connect
-from reconciler.watcher import Watcher
 from reconciler.kube.status import Readiness, readiness
 from reconciler.render import DesiredObject
 from reconciler.store.embedded import database_url, open_state
+from reconciler.watcher import Watcher
 
 EXIT_CHANGES = 1
 EXIT_INVALID = 2

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import git
 import pytest
-
 from factories import agent_yaml, git_repo
+
 from reconciler.config import Settings
 from reconciler.store.embedded import open_state
 from reconciler.watcher import Watcher
