@@ -371,7 +371,9 @@ def status(database: str | None, source_name: str, sandbox_api_version: str, out
                         **{k: v for k, v in options.items() if k in ("kubeconfig", "context", "in_cluster")})
     state = open_state(database_url(settings.database), create=False)
     agents = state.agents(source_name)
-    last = next(iter(state.history(source_name, 1)), None)
+    recent = state.history(source_name, 100)
+    last = next(iter(recent), None)
+    applied = next((r for r in recent if r.outcome == "succeeded"), None)
     live: dict[tuple[str, str], Readiness] = {}
     cluster = _cluster(settings)
     if cluster is not None:
@@ -386,7 +388,10 @@ def status(database: str | None, source_name: str, sandbox_api_version: str, out
                      "detail": ready.detail if ready else ("" if settings.has_cluster else "no cluster configured")})
     summary = {"lastSync": None if last is None else {
         "revision": last.revision, "outcome": last.outcome, "finishedAt": last.finished_at.isoformat()
-        if last.finished_at else None, "errors": last.errors}}
+        if last.finished_at else None, "errors": last.errors},
+        "lastApplied": None if applied is None else {"revision": applied.revision,
+                                                     "finishedAt": applied.finished_at.isoformat()
+                                                     if applied.finished_at else None}}
     if output == "json":
         click.echo(json.dumps({"agents": rows, **summary}, indent=2))
         return
@@ -395,6 +400,9 @@ def status(database: str | None, source_name: str, sandbox_api_version: str, out
                    f"(revision {(last.revision or '(folder)')[:12]}, {len(last.errors)} error(s))")
         for error in last.errors[:10]:
             click.echo(f"  {error}")
+    if applied is not None and applied is not last:
+        click.echo(f"last applied: revision {(applied.revision or '(folder)')[:12]} at "
+                   f"{applied.started_at:%Y-%m-%d %H:%M:%S}")
     if not rows:
         click.echo("no synced agents")
         return

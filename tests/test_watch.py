@@ -1,6 +1,7 @@
 """The watch loop against real Git repositories: a bare remote, a clone that pushes to it."""
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -8,8 +9,10 @@ from pathlib import Path
 
 import git
 import pytest
+from click.testing import CliRunner
 from factories import agent_yaml, git_repo
 
+from reconciler.cli import main
 from reconciler.config import Settings
 from reconciler.store.embedded import open_state
 from reconciler.watcher import Watcher
@@ -53,6 +56,12 @@ def applied_agents(tmp_path) -> list[str]:
     return [a.name for a in open_state(f"sqlite:///{tmp_path / 'state.db'}", create=False).agents()]
 
 
+def status_report(tmp_path) -> dict:
+    result = CliRunner().invoke(main, ["status", "-o", "json", "--database", str(tmp_path / "state.db")])
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 def test_new_commits_are_applied_and_a_bad_one_keeps_the_last_good(tmp_path, remote):
     loop = watcher(tmp_path, remote)
     thread = threading.Thread(target=loop.run)
@@ -69,12 +78,17 @@ def test_new_commits_are_applied_and_a_bad_one_keeps_the_last_good(tmp_path, rem
         wait_for(lambda: loop.state.last_error is not None)
         assert loop.state.applied == second and "c.yaml" in loop.state.last_error
         assert applied_agents(tmp_path) == ["a", "b"]
+        report = status_report(tmp_path)
+        assert (report["lastSync"]["revision"], report["lastSync"]["outcome"]) == (bad, "failed")
+        assert report["lastApplied"]["revision"] == second
         fixed = push(remote, {"c.yaml": agent_yaml("c")})
         wait_for(lambda: loop.state.applied == fixed)
         assert applied_agents(tmp_path) == ["a", "b", "c"]
     finally:
         loop.stop.set()
         thread.join(5)
+    report = status_report(tmp_path)
+    assert report["lastSync"]["revision"] == fixed and report["lastApplied"]["revision"] == fixed
     runs = open_state(f"sqlite:///{tmp_path / 'state.db'}", create=False).history()
     assert [r.outcome for r in reversed(runs)] == ["succeeded", "succeeded", "failed", "succeeded"]
     assert all(r.trigger == "watch" for r in runs)
@@ -123,10 +137,6 @@ def test_deleted_branch_is_an_error_not_a_prune(tmp_path, remote):
 
 
 def test_watch_command_once(tmp_path, remote):
-    from click.testing import CliRunner
-
-    from reconciler.cli import main
-
     result = CliRunner().invoke(main, ["watch", "--repo", remote.remotes.upstream.url, "--once", "--cache-dir",
                                        str(tmp_path / "cache"), "--database", str(tmp_path / "state.db")])
     assert result.exit_code == 0, result.stderr
