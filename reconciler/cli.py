@@ -46,6 +46,7 @@ from reconciler.kube.status import Readiness, readiness
 from reconciler.render import DesiredObject
 from reconciler.store.embedded import database_url, open_state
 from reconciler.watcher import Watcher
+from reconciler.webhooks import WebhookServer
 
 EXIT_CHANGES = 1
 EXIT_INVALID = 2
@@ -334,23 +335,38 @@ def history(database: str | None, source_name: str | None, limit: int, output: s
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where the repository is mirrored. [default: $XDG_CACHE_HOME/agent-reconciler/repos]")
 @click.option("--once", is_flag=True, default=False, help="Fetch and reconcile once, then exit.")
+@click.option("--webhook-listen", metavar="HOST:PORT", default=None, envvar="RECONCILER_WEBHOOK_LISTEN",
+              help="Serve push webhooks (/hooks/github, /hooks/gitlab, /hooks/generic) and POST /sync here. "
+                   "[env: RECONCILER_WEBHOOK_LISTEN]")
+@click.option("--webhook-secret", default=None, envvar="RECONCILER_WEBHOOK_SECRET",
+              help="Shared secret of the webhooks. [env: RECONCILER_WEBHOOK_SECRET]")
 @spec_options
 @cluster_options
 @DATABASE_OPTION
 @LOCK_TIMEOUT_OPTION
 def watch(repo: str, branch: str, interval: float, resync: float, cache_dir: str | None, once: bool,
-          **options: Any) -> None:
+          webhook_listen: str | None, webhook_secret: str | None, **options: Any) -> None:
     """Follow a branch: apply each new head, keep the last good revision live when one fails."""
     logs.configure()
     settings = settings_from(".", options)
     cluster = _cluster(settings)
     watcher = Watcher(repo=repo, branch=branch, settings=settings, cache=Path(cache_dir or default_cache()),
                       interval=interval, resync=resync, cluster=cluster)
-    signal.signal(signal.SIGTERM, lambda *_: watcher.stop.set())
+    hooks = None
+    if webhook_listen:
+        if not webhook_secret:
+            raise click.UsageError("--webhook-listen needs --webhook-secret (or RECONCILER_WEBHOOK_SECRET)")
+        host, _, port = webhook_listen.rpartition(":")
+        hooks = WebhookServer(host or "0.0.0.0", int(port), secret=webhook_secret, branch=branch,  # noqa: S104
+                              wake=watcher.wake).start()
+    signal.signal(signal.SIGTERM, lambda *_: watcher.shutdown())
     try:
         watcher.run(once=once)
     except KeyboardInterrupt:
         pass
+    finally:
+        if hooks is not None:
+            hooks.close()
     if once and watcher.state.last_error:
         raise ReconcilerError(watcher.state.last_error)
 

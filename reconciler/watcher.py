@@ -45,6 +45,12 @@ class Watcher:
     on_outcome: Callable[[Outcome], None] | None = None
     state: WatchState = dataclasses.field(default_factory=WatchState)
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    # Set by a webhook or a manual trigger: fetch now instead of at the next interval.
+    wake: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.wake.set()
 
     def run(self, *, once: bool = False) -> None:
         failures = 0
@@ -65,7 +71,8 @@ class Watcher:
                 return
             # Jitter spreads many reconcilers; failures back off up to ten intervals.
             wait = self.interval * min(2 ** failures, 10) if failures else self.interval
-            self.stop.wait(wait * (0.9 + 0.2 * random.random()))  # noqa: S311 - jitter
+            self.wake.wait(wait * (0.9 + 0.2 * random.random()))  # noqa: S311 - jitter
+            self.wake.clear()
 
     def _reconcile(self, path: Path, head: str) -> None:
         self.state.attempted = head
