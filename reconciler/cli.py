@@ -45,7 +45,7 @@ from reconciler.kube.client import Cluster, connect
 from reconciler.kube.status import Readiness, readiness
 from reconciler.render import DesiredObject
 from reconciler.store.embedded import database_url, open_state
-from reconciler.watcher import Watcher
+from reconciler.watcher import FolderWatcher, Watcher
 from reconciler.webhooks import WebhookServer
 
 EXIT_CHANGES = 1
@@ -324,8 +324,10 @@ def history(database: str | None, source_name: str | None, limit: int, output: s
 
 
 @main.command()
-@click.option("--repo", required=True, metavar="URL|PATH", envvar="RECONCILER_REPO",
+@click.option("--repo", metavar="URL|PATH", envvar="RECONCILER_REPO",
               help="Git repository to follow (URL or path). [env: RECONCILER_REPO]")
+@click.option("--folder", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Instead of --repo: reconcile this folder as it is on disk each time a file in it changes.")
 @click.option("--branch", default="main", show_default=True, envvar="RECONCILER_BRANCH",
               help="Branch whose head is applied. [env: RECONCILER_BRANCH]")
 @click.option("--interval", type=click.FloatRange(0.05), default=60.0, show_default=True,
@@ -344,12 +346,20 @@ def history(database: str | None, source_name: str | None, limit: int, output: s
 @cluster_options
 @DATABASE_OPTION
 @LOCK_TIMEOUT_OPTION
-def watch(repo: str, branch: str, interval: float, resync: float, cache_dir: str | None, once: bool,
-          webhook_listen: str | None, webhook_secret: str | None, **options: Any) -> None:
+def watch(repo: str | None, folder: str | None, branch: str, interval: float, resync: float,
+          cache_dir: str | None, once: bool, webhook_listen: str | None, webhook_secret: str | None,
+          **options: Any) -> None:
     """Follow a branch: apply each new head, keep the last good revision live when one fails."""
     logs.configure()
     settings = settings_from(".", options)
     cluster = _cluster(settings)
+    if (repo is None) == (folder is None):
+        raise click.UsageError("give either --repo or --folder")
+    if folder is not None:
+        local = FolderWatcher(Path(folder), settings, cluster=cluster)
+        signal.signal(signal.SIGTERM, lambda *_: local.stop.set())
+        local.run()
+        return
     watcher = Watcher(repo=repo, branch=branch, settings=settings, cache=Path(cache_dir or default_cache()),
                       interval=interval, resync=resync, cluster=cluster)
     hooks = None

@@ -11,7 +11,12 @@ from typing import Any
 from reconciler.config import Settings
 from reconciler.container_env import container_env
 from reconciler.errors import InvalidRevision, Problem, ReconcilerError
-from reconciler.kube.applying import ApplyResult, apply_plan, ensure_namespaces, unowned_existing
+from reconciler.kube.applying import (
+    ApplyResult,
+    apply_plan,
+    ensure_namespaces,
+    unowned_existing,
+)
 from reconciler.kube.client import FIELD_MANAGER, Cluster
 from reconciler.kube.compare import live_record
 from reconciler.kube.live import list_owned

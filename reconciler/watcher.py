@@ -22,6 +22,14 @@ from reconciler.source.mirror import GitMirror
 log = logging.getLogger("reconciler.watch")
 
 
+def describe(error: ReconcilerError) -> str:
+    """The error and each problem or failed object under it, one per line."""
+    details = [str(p) for p in getattr(error, "problems", ())]
+    if isinstance(error, ClusterApplyFailed) and error.outcome.cluster is not None:
+        details = [str(f) for f in error.outcome.cluster.failures]
+    return "\n".join([str(error), *details])
+
+
 @dataclass
 class WatchState:
     """What the loop last did, for status and tests."""
@@ -81,13 +89,43 @@ class Watcher:
         try:
             outcome = reconcile(settings, dry_run=False, trigger="watch", cluster=self.cluster)
         except ReconcilerError as error:
-            details = [str(p) for p in getattr(error, "problems", ())]
-            if isinstance(error, ClusterApplyFailed) and error.outcome.cluster is not None:
-                details = [str(f) for f in error.outcome.cluster.failures]
-            self.state.last_error = "\n".join([str(error), *details])
+            self.state.last_error = describe(error)
             log.error("revision %s not applied: %s", head[:12], self.state.last_error, extra={"revision": head})
             return
         self.state.applied, self.state.last_error = head, None
         log.info("revision %s applied: %s", head[:12], outcome.plan.summary, extra={"revision": head})
         if self.on_outcome is not None:
             self.on_outcome(outcome)
+
+
+@dataclass
+class FolderWatcher:
+    """Local mode: reconcile a folder as it is on disk whenever a file in it changes (debounced)."""
+
+    folder: Path
+    settings: Settings
+    debounce_ms: int = 200
+    cluster: Cluster | None = None
+    state: WatchState = dataclasses.field(default_factory=WatchState)
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        from watchfiles import watch  # imported here: only this mode needs it
+
+        self._reconcile()
+        for _changes in watch(self.folder, debounce=self.debounce_ms, step=20, stop_event=self.stop,
+                              raise_interrupt=False):
+            self._reconcile()
+
+    def _reconcile(self) -> None:
+        self.state.runs += 1
+        settings = dataclasses.replace(self.settings, path=str(self.folder), revision=None, work_tree=True)
+        try:
+            outcome = reconcile(settings, dry_run=False, trigger="folder", cluster=self.cluster)
+        except ReconcilerError as error:
+            self.state.last_error = describe(error)
+            log.error("%s not applied: %s", self.folder, self.state.last_error)
+            return
+        self.state.last_error = None
+        self.state.applied = str(self.state.runs)
+        log.info("%s applied: %s", self.folder, outcome.plan.summary)

@@ -11,6 +11,7 @@ from factories import agent_yaml
 from watching import applied_agents, push, wait_for, watcher
 
 from reconciler.cli import main
+from reconciler.config import Settings
 from reconciler.store.embedded import open_state
 
 
@@ -101,3 +102,24 @@ def test_watch_command_once(tmp_path, remote):
     lines = [line for line in result.stderr.splitlines() if line.startswith("{")]
     assert '"revision"' in lines[-1] and "applied" in lines[-1]
     assert applied_agents(tmp_path) == ["a"]
+
+
+def test_folder_mode_reconciles_when_a_file_is_saved(tmp_path):
+    from reconciler.watcher import FolderWatcher
+
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(agent_yaml("a"))
+    loop = FolderWatcher(folder, Settings(database=str(tmp_path / "state.db"), environ={}), debounce_ms=50)
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    try:
+        wait_for(lambda: applied_agents(tmp_path) == ["a"])
+        (folder / "b.yaml").write_text(agent_yaml("b"))
+        wait_for(lambda: applied_agents(tmp_path) == ["a", "b"])
+        (folder / "b.yaml").write_text("kind: [")
+        wait_for(lambda: loop.state.last_error is not None)
+        assert "b.yaml" in loop.state.last_error and applied_agents(tmp_path) == ["a", "b"]
+    finally:
+        loop.stop.set()
+        thread.join(5)
