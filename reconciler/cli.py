@@ -382,6 +382,31 @@ def watch(repo: str | None, folder: str | None, branch: str, interval: float, re
 
 
 @main.command()
+@click.option("--url", required=True, envvar="RECONCILER_WEBHOOK_URL", metavar="URL",
+              help="Base URL of a running `reconcile watch --webhook-listen`. [env: RECONCILER_WEBHOOK_URL]")
+@click.option("--webhook-secret", required=True, envvar="RECONCILER_WEBHOOK_SECRET",
+              help="The watcher's webhook secret. [env: RECONCILER_WEBHOOK_SECRET]")
+def sync(url: str, webhook_secret: str) -> None:
+    """Ask a running watcher to fetch and reconcile now."""
+    import hashlib
+    import hmac
+    import urllib.error
+    import urllib.request
+
+    body = b"{}"
+    signature = "sha256=" + hmac.new(webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+    request = urllib.request.Request(url.rstrip("/") + "/sync", data=body, method="POST",
+                                     headers={"X-Signature": signature, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - the user's own watcher
+            click.echo(json.loads(answer.read())["message"])
+    except urllib.error.HTTPError as error:
+        raise ReconcilerError(f"the watcher at {url} answered {error.code}: {error.read().decode(errors='replace')}")
+    except (urllib.error.URLError, OSError) as error:
+        raise ReconcilerError(f"cannot reach the watcher at {url}: {getattr(error, 'reason', error)}") from None
+
+
+@main.command()
 @DATABASE_OPTION
 @cluster_options
 @click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default="default", show_default=True,

@@ -96,3 +96,18 @@ def test_oversized_body_is_refused(running):
     _, server = running
     big = b"{" + b" " * (1_048_577) + b"}"
     assert post(server, "/hooks/github", big, github(big))[0] == 413
+
+
+def test_sync_command_triggers_the_watcher(running, remote):
+    from click.testing import CliRunner
+
+    from reconciler.cli import main
+
+    loop, server = running
+    head = push(remote, {"s.yaml": agent_yaml("s")})
+    host, port = server.address
+    result = CliRunner().invoke(main, ["sync", "--url", f"http://{host}:{port}", "--webhook-secret", SECRET])
+    assert (result.exit_code, result.stdout) == (0, "sync requested\n")
+    wait_for(lambda: loop.state.applied == head)
+    wrong = CliRunner().invoke(main, ["sync", "--url", f"http://{host}:{port}", "--webhook-secret", "nope"])
+    assert wrong.exit_code == 2 and "answered 401" in wrong.stderr
