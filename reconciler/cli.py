@@ -381,6 +381,28 @@ def watch(repo: str | None, folder: str | None, branch: str, interval: float, re
         raise ReconcilerError(watcher.state.last_error)
 
 
+def _set_suspended(database: str | None, source_name: str, suspended: bool) -> None:
+    state = open_state(database_url(database or Settings().database), create=True)
+    state.set_suspended(source_name, suspended)
+    click.echo(f"source {source_name!r} {'suspended' if suspended else 'resumed'}")
+
+
+@main.command()
+@DATABASE_OPTION
+@click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default="default", show_default=True)
+def suspend(database: str | None, source_name: str) -> None:
+    """Stop applying this source (watchers and apply skip it) until `reconcile resume`."""
+    _set_suspended(database, source_name, True)
+
+
+@main.command()
+@DATABASE_OPTION
+@click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default="default", show_default=True)
+def resume(database: str | None, source_name: str) -> None:
+    """Apply this source again."""
+    _set_suspended(database, source_name, False)
+
+
 @main.command()
 @click.option("--url", required=True, envvar="RECONCILER_WEBHOOK_URL", metavar="URL",
               help="Base URL of a running `reconcile watch --webhook-listen`. [env: RECONCILER_WEBHOOK_URL]")

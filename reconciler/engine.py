@@ -78,6 +78,10 @@ class ClusterApplyFailed(ReconcilerError):
                          "not recorded as synced")
 
 
+class SourceSuspended(ReconcilerError):
+    """The source is suspended: nothing is applied until `reconcile resume`."""
+
+
 class UnsafePrune(ReconcilerError):
     """A plan that would delete everything, or too much at once, without the flag that allows it."""
 
@@ -115,6 +119,9 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
     `on_read` sees the validated revision before anything is planned (for progress).
     """
     state = open_state(database_url(settings.database), create=not dry_run, lock_timeout=settings.lock_timeout)
+    if not dry_run and state.suspended(settings.source_name):
+        raise SourceSuspended(f"source {settings.source_name!r} is suspended; nothing was applied "
+                              "(`reconcile resume` to go on; `reconcile diff` still shows changes)")
     record_failure = partial(state.record_failure, source=settings.source_name, trigger=trigger)
     try:
         revision = read_revision(settings)

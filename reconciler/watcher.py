@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.config import Settings
-from reconciler.engine import ClusterApplyFailed, Outcome, reconcile
+from reconciler.engine import ClusterApplyFailed, Outcome, SourceSuspended, reconcile
 from reconciler.errors import ReconcilerError
 from reconciler.kube.client import Cluster
 from reconciler.source.mirror import GitMirror
@@ -83,11 +83,16 @@ class Watcher:
             self.wake.clear()
 
     def _reconcile(self, path: Path, head: str) -> None:
-        self.state.attempted = head
+        previous, self.state.attempted = self.state.attempted, head
         self.state.runs += 1
         settings = dataclasses.replace(self.settings, path=str(path), revision=head, work_tree=False)
         try:
             outcome = reconcile(settings, dry_run=False, trigger="watch", cluster=self.cluster)
+        except SourceSuspended as error:
+            # Not an attempt: the head is tried again at the first round after `reconcile resume`.
+            self.state.attempted, self.state.last_error = previous, str(error)
+            log.info("%s", error, extra={"revision": head})
+            return
         except ReconcilerError as error:
             self.state.last_error = describe(error)
             log.error("revision %s not applied: %s", head[:12], self.state.last_error, extra={"revision": head})

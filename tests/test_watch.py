@@ -123,3 +123,16 @@ def test_folder_mode_reconciles_when_a_file_is_saved(tmp_path):
     finally:
         loop.stop.set()
         thread.join(5)
+
+
+def test_suspend_and_resume_a_source(tmp_path, remote):
+    database = str(tmp_path / "state.db")
+    loop = watcher(tmp_path, remote)
+    loop.run(once=True)
+    assert CliRunner().invoke(main, ["suspend", "--database", database]).stdout == "source 'default' suspended\n"
+    head = push(remote, {"b.yaml": agent_yaml("b")})
+    loop.run(once=True)
+    assert "is suspended" in loop.state.last_error and applied_agents(tmp_path) == ["a"]
+    assert CliRunner().invoke(main, ["resume", "--database", database]).exit_code == 0
+    loop.run(once=True)
+    assert loop.state.applied == head and applied_agents(tmp_path) == ["a", "b"]

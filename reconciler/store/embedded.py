@@ -259,6 +259,21 @@ class EmbeddedState:
             raise StateError("objects of another source are in the way: " + "; ".join(clashes)
                              + " (remove them from that source first, or use another namespace)")
 
+    def suspended(self, source: str) -> bool:
+        """Whether the source is suspended (`reconcile suspend`): nothing of it is applied."""
+        if self._engine is None:
+            return False
+        with self._session() as session:
+            return session.get(Meta, f"suspended:{source}") is not None
+
+    def set_suspended(self, source: str, suspended: bool) -> None:
+        with Session(self._require()) as session, session.begin():
+            row = session.get(Meta, f"suspended:{source}")
+            if suspended and row is None:
+                session.add(Meta(key=f"suspended:{source}", value=_now().isoformat()))
+            elif not suspended and row is not None:
+                session.delete(row)
+
     def _read_salt(self) -> str:
         with Session(self._require()) as session, session.begin():
             row = session.get(Meta, SALT_KEY)
