@@ -44,6 +44,7 @@ from reconciler.errors import InvalidRevision, ReconcilerError, StateError
 from reconciler.kube.client import Cluster, connect
 from reconciler.kube.status import Readiness, readiness
 from reconciler.render import DesiredObject
+from reconciler.source.mirror import GitCredentials
 from reconciler.store.embedded import database_url, open_state
 from reconciler.watcher import FolderWatcher, Watcher
 from reconciler.webhooks import WebhookServer
@@ -337,6 +338,12 @@ def history(database: str | None, source_name: str | None, limit: int, output: s
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where the repository is mirrored. [default: $XDG_CACHE_HOME/agent-reconciler/repos]")
 @click.option("--once", is_flag=True, default=False, help="Fetch and reconcile once, then exit.")
+@click.option("--git-token-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              envvar="RECONCILER_GIT_TOKEN_FILE",
+              help="File holding an HTTPS token for the repository (or set RECONCILER_GIT_TOKEN). "
+                   "[env: RECONCILER_GIT_TOKEN_FILE]")
+@click.option("--git-ssh-key", type=click.Path(dir_okay=False, exists=True), default=None,
+              envvar="RECONCILER_GIT_SSH_KEY", help="Private key file for SSH remotes. [env: RECONCILER_GIT_SSH_KEY]")
 @click.option("--webhook-listen", metavar="HOST:PORT", default=None, envvar="RECONCILER_WEBHOOK_LISTEN",
               help="Serve push webhooks (/hooks/github, /hooks/gitlab, /hooks/generic) and POST /sync here. "
                    "[env: RECONCILER_WEBHOOK_LISTEN]")
@@ -347,8 +354,8 @@ def history(database: str | None, source_name: str | None, limit: int, output: s
 @DATABASE_OPTION
 @LOCK_TIMEOUT_OPTION
 def watch(repo: str | None, folder: str | None, branch: str, interval: float, resync: float,
-          cache_dir: str | None, once: bool, webhook_listen: str | None, webhook_secret: str | None,
-          **options: Any) -> None:
+          cache_dir: str | None, once: bool, git_token_file: str | None, git_ssh_key: str | None,
+          webhook_listen: str | None, webhook_secret: str | None, **options: Any) -> None:
     """Follow a branch: apply each new head, keep the last good revision live when one fails."""
     logs.configure()
     settings = settings_from(".", options)
@@ -360,8 +367,11 @@ def watch(repo: str | None, folder: str | None, branch: str, interval: float, re
         signal.signal(signal.SIGTERM, lambda *_: local.stop.set())
         local.run()
         return
+    token = Path(git_token_file).read_text().strip() if git_token_file else settings.environ.get(
+        "RECONCILER_GIT_TOKEN")
     watcher = Watcher(repo=repo, branch=branch, settings=settings, cache=Path(cache_dir or default_cache()),
-                      interval=interval, resync=resync, cluster=cluster)
+                      interval=interval, resync=resync, cluster=cluster,
+                      credentials=GitCredentials(token=token or None, ssh_key=git_ssh_key))
     hooks = None
     if webhook_listen:
         if not webhook_secret:

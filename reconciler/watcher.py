@@ -17,7 +17,7 @@ from reconciler.config import Settings
 from reconciler.engine import ClusterApplyFailed, Outcome, SourceSuspended, reconcile
 from reconciler.errors import ReconcilerError
 from reconciler.kube.client import Cluster
-from reconciler.source.mirror import GitMirror
+from reconciler.source.mirror import GitCredentials, GitMirror
 
 log = logging.getLogger("reconciler.watch")
 
@@ -50,6 +50,7 @@ class Watcher:
     interval: float = 60.0
     resync: float = 600.0
     cluster: Cluster | None = None
+    credentials: GitCredentials | None = None
     on_outcome: Callable[[Outcome], None] | None = None
     state: WatchState = dataclasses.field(default_factory=WatchState)
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -63,7 +64,7 @@ class Watcher:
     def run(self, *, once: bool = False) -> None:
         failures = 0
         while not self.stop.is_set():
-            mirror = GitMirror(self.repo, self.cache)
+            mirror = GitMirror(self.repo, self.cache, self.credentials)
             try:
                 head = mirror.fetch(self.branch)
                 last = self.state.last_sync

@@ -136,3 +136,20 @@ def test_suspend_and_resume_a_source(tmp_path, remote):
     assert CliRunner().invoke(main, ["resume", "--database", database]).exit_code == 0
     loop.run(once=True)
     assert loop.state.applied == head and applied_agents(tmp_path) == ["a", "b"]
+
+
+def test_credentials_reach_git_but_never_an_error_or_the_mirror(tmp_path, remote):
+    from reconciler.source.mirror import GitCredentials
+
+    token = "tok-planted-9f8e7d"
+    loop = watcher(tmp_path, remote, credentials=GitCredentials(token=token))
+    loop.run(once=True)  # a local remote ignores the header: the fetch still works
+    assert loop.state.applied == remote.head.commit.hexsha
+    loop.repo, loop.cache = "http://127.0.0.1:9/agents.git", tmp_path / "other"
+    loop.run(once=True)
+    assert "cannot fetch branch 'main' of http://127.0.0.1:9/agents.git" in loop.state.last_error
+    assert token not in loop.state.last_error
+    for config in tmp_path.rglob("config"):
+        assert token not in config.read_text(errors="replace")
+    ssh = GitCredentials(ssh_key="/keys/deploy key")
+    assert ssh.environment()["GIT_SSH_COMMAND"].startswith("ssh -i '/keys/deploy key' -o IdentitiesOnly=yes")
