@@ -5,6 +5,7 @@ import copy
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, Literal
 
 from reconciler.render import (
@@ -36,7 +37,7 @@ class RecordedObject:
     agent: str | None = None
     digest: str | None = None
 
-    @property
+    @cached_property
     def key(self) -> ObjectKey:
         return ObjectKey.of(self.kind, self.namespace, self.name)
 

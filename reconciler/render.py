@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -78,7 +77,7 @@ class DesiredObject:
     agent: str | None = None
     origin: Origin | None = None
 
-    @property
+    @cached_property
     def key(self) -> ObjectKey:
         return ObjectKey.of(self.kind, self.namespace, self.name)
 
@@ -150,8 +149,12 @@ def render(agents: Sequence[AgentSpec], settings: RenderSettings) -> list[Desire
 
 
 def agent_records(agents: Sequence[AgentSpec], settings: RenderSettings) -> list[AgentRecord]:
-    return [AgentRecord(a.namespace, a.name, spec_dict(a), spec_hash(a), a.origin.path, settings.revision)
-            for a in agents]
+    records = []
+    for agent in agents:
+        data = spec_dict(agent)
+        records.append(AgentRecord(agent.namespace, agent.name, data, _hash(data), agent.origin.path,
+                                   settings.revision))
+    return records
 
 
 def spec_dict(agent: AgentSpec) -> dict[str, Any]:
@@ -174,8 +177,11 @@ _SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(AgentSpec) if f.name != 
 
 
 def spec_hash(agent: AgentSpec) -> str:
-    canonical = json.dumps(spec_dict(agent), sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return _hash(spec_dict(agent))
+
+
+def _hash(data: dict[str, Any]) -> str:
+    return "sha256:" + hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _metadata(agent: AgentSpec, name: str, settings: RenderSettings, digest: str) -> dict[str, Any]:
