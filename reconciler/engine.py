@@ -34,7 +34,7 @@ from reconciler.render import (
 )
 from reconciler.source import open_source
 from reconciler.source.snapshot import Snapshot
-from reconciler.spec.validate import ParsedRevision, parse_revision
+from reconciler.spec.validate import ParseCache, ParsedRevision, parse_revision
 from reconciler.store.embedded import SyncResult, database_url, open_state
 
 Clock = Callable[[], datetime]
@@ -86,13 +86,15 @@ class UnsafePrune(ReconcilerError):
     """A plan that would delete everything, or too much at once, without the flag that allows it."""
 
 
-def read_revision(settings: Settings) -> Revision:
-    """Read and validate every spec of one revision. Raises InvalidRevision with all problems."""
+def read_revision(settings: Settings, *, cache: ParseCache | None = None) -> Revision:
+    """Read and validate every spec of one revision. Raises InvalidRevision with all problems.
+
+    With a cache (kept by a long-running caller), files parsed before are neither read nor parsed again.
+    """
     snapshot = open_source(settings.path, revision=settings.revision, subpath=settings.subpath,
                            work_tree=settings.work_tree)
-    files = [(f.path, f.data) for f in snapshot.spec_files()]
-    parsed = parse_revision(files, read_file=snapshot.read_file, display=snapshot.display,
-                            default_namespace=settings.namespace, limits=settings.limits)
+    parsed = parse_revision(snapshot.spec_files(), read_file=snapshot.read_file, display=snapshot.display,
+                            default_namespace=settings.namespace, limits=settings.limits, cache=cache)
     skipped = [Problem(snapshot.display(path), 1, 1, "", reason, "point the link inside the source, or remove it")
                for path, reason in snapshot.skipped]
     if skipped or parsed.problems:
@@ -111,7 +113,8 @@ def render_revision(revision: Revision, settings: Settings, *, salt: str,
 
 
 def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock: Clock = _utc_now,
-              on_read: Callable[[Revision], None] | None = None, cluster: Cluster | None = None) -> Outcome:
+              on_read: Callable[[Revision], None] | None = None, cluster: Cluster | None = None,
+              cache: ParseCache | None = None) -> Outcome:
     """Make the cluster (or, without one, the recorded state) equal the revision; with dry_run only
     say how it differs. The database records the revision only when the cluster side succeeded.
 
@@ -124,7 +127,7 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
                               "(`reconcile resume` to go on; `reconcile diff` still shows changes)")
     record_failure = partial(state.record_failure, source=settings.source_name, trigger=trigger)
     try:
-        revision = read_revision(settings)
+        revision = read_revision(settings, cache=cache)
     except InvalidRevision as invalid:
         if not dry_run:
             record_failure(revision=invalid.revision, errors=[str(p) for p in invalid.problems])

@@ -18,6 +18,7 @@ from reconciler.engine import ClusterApplyFailed, Outcome, SourceSuspended, reco
 from reconciler.errors import ReconcilerError
 from reconciler.kube.client import Cluster
 from reconciler.source.mirror import GitCredentials, GitMirror
+from reconciler.spec.validate import ParseCache
 
 log = logging.getLogger("reconciler.watch")
 
@@ -56,6 +57,8 @@ class Watcher:
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     # Set by a webhook or a manual trigger: fetch now instead of at the next interval.
     wake: threading.Event = dataclasses.field(default_factory=threading.Event)
+    # Files parsed in earlier rounds, by blob id: a commit that changes one file parses one file.
+    parse_cache: ParseCache = dataclasses.field(default_factory=ParseCache)
 
     def shutdown(self) -> None:
         self.stop.set()
@@ -88,7 +91,8 @@ class Watcher:
         self.state.runs += 1
         settings = dataclasses.replace(self.settings, path=str(path), revision=head, work_tree=False)
         try:
-            outcome = reconcile(settings, dry_run=False, trigger="watch", cluster=self.cluster)
+            outcome = reconcile(settings, dry_run=False, trigger="watch", cluster=self.cluster,
+                                cache=self.parse_cache)
         except SourceSuspended as error:
             # Not an attempt: the head is tried again at the first round after `reconcile resume`.
             self.state.attempted, self.state.last_error = previous, str(error)

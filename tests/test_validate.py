@@ -7,7 +7,7 @@ from factories import agent_yaml
 
 from reconciler.container_env import container_env
 from reconciler.errors import ConfigError, FileRefError
-from reconciler.spec.validate import parse_revision
+from reconciler.spec.validate import SpecText, parse_revision
 
 
 def parse(files: dict[str, str], extra: dict[str, str] | None = None):
@@ -19,7 +19,7 @@ def parse(files: dict[str, str], extra: dict[str, str] | None = None):
             raise FileRefError(f"{full} does not exist", "fix the path")
         return everything[full].encode()
 
-    return parse_revision([(p, t.encode()) for p, t in sorted(files.items())], read_file=read_file,
+    return parse_revision([SpecText(p, t.encode()) for p, t in sorted(files.items())], read_file=read_file,
                           display=lambda p: f"repo/{p}", default_namespace="default")
 
 
@@ -105,3 +105,28 @@ def test_container_env_strips_the_prefix_and_checks_names():
     assert "CONTAINER_ENV_AGENT_NAME: AGENT_NAME is set by the reconciler" in text
     assert "CONTAINER_ENV_: '' is not a valid variable name" in text
     assert "secret-value" not in text
+
+
+def test_parse_cache_reparses_only_changed_files():
+    from reconciler.spec.validate import ParseCache
+
+    def files(**texts):
+        return [SpecText(p, t.encode(), blob_id=str(hash(t))) for p, t in sorted(texts.items())]
+
+    def run(specs, cache):
+        return parse_revision(specs, read_file=lambda *a, **k: b"prompt", display=lambda p: p,
+                              default_namespace="default", cache=cache)
+
+    cache = ParseCache()
+    prompt = agent_yaml("p").replace("systemPrompt: You help.", "systemPromptFile: p.md")
+    first = run(files(**{"a.yaml": agent_yaml("a"), "b.yaml": agent_yaml("b"), "p.yaml": prompt}), cache)
+    assert (cache.hits, cache.misses) == (0, 3)
+    second = run(files(**{"a.yaml": agent_yaml("a"), "b.yaml": agent_yaml("b", mode="warm-pool"),
+                          "p.yaml": prompt}), cache)
+    assert (cache.hits, cache.misses) == (1, 5)  # a.yaml from the cache; b changed; p reads a file
+    assert [a.mode for a in second.agents] == ["always-on", "warm-pool", "always-on"]
+    assert first.agents[0] == second.agents[0]
+    broken = run(files(**{"a.yaml": "kind: [", "b.yaml": agent_yaml("b")}), cache)
+    assert not broken.ok and "a.yaml" in str(broken.problems[0])
+    run(files(**{"a.yaml": "kind: [", "b.yaml": agent_yaml("b")}), cache)
+    assert cache.misses == 8  # a broken file is parsed again each time, to report it

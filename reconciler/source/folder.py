@@ -40,7 +40,7 @@ class FolderSnapshot(Snapshot):
                 skipped.append((path, ESCAPES))
                 continue
             data = real.read_bytes()
-            files.append(SpecFile(path, data, git_blob_id(data)))
+            files.append(SpecFile(path, git_blob_id(data), content=data))
         self.skipped = tuple(skipped)
         return sorted(files, key=lambda f: f.path)
 

@@ -101,7 +101,8 @@ class GitSnapshot(Snapshot):
             if resolved is None:
                 skipped.append((path, "broken symlink"))
                 continue
-            files.append(SpecFile(path, self._blob(resolved[1]), resolved[1]))
+            sha = resolved[1]
+            files.append(SpecFile(path, sha, loader=lambda sha=sha: self._blob(sha)))
         self.skipped = tuple(skipped)
         return files
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pathspec
 
@@ -18,9 +19,20 @@ ESCAPES = "symlink leads outside the source"
 
 @dataclass(frozen=True)
 class SpecFile:
+    """A spec file; its bytes are read when first asked for, so cached parses need no read."""
+
     path: str  # posix, relative to the source root
-    data: bytes
-    blob_id: str | None  # git blob SHA-1 (computed the same way for folders), for caching by content
+    blob_id: str  # git blob SHA-1 (computed the same way for folders): equal ids, equal bytes
+    content: bytes | None = field(default=None, repr=False, compare=False)
+    loader: Callable[[], bytes] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def data(self) -> bytes:
+        if self.content is None:
+            assert self.loader is not None
+            object.__setattr__(self, "content", self.loader())
+        assert self.content is not None
+        return self.content
 
 
 def git_blob_id(data: bytes) -> str:

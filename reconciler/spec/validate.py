@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from reconciler.errors import FileRefError, Problem
 from reconciler.spec.load import Document, LoadLimits, load_file, pointer_from_path
@@ -10,8 +11,41 @@ from reconciler.spec.model import AgentSpec, Origin, agent_from_document
 from reconciler.spec.rules import CREDENTIAL_HINT, check_agent, find_credential
 from reconciler.spec.schema import schema_errors
 
-# (path relative to the source root, bytes)
-SpecInput = tuple[str, bytes]
+
+class SpecInput(Protocol):
+    """A spec file: `path` relative to the source root, `data` its bytes, `blob_id` (or None) their hash."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def blob_id(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class SpecText:
+    """A SpecInput held in memory."""
+
+    path: str
+    data: bytes
+    blob_id: str | None = None
+
+
+@dataclass
+class ParseCache:
+    """Parsed files kept between runs (the watch loop), keyed by path and blob id.
+
+    Only files that parsed cleanly and read no other file (no systemPromptFile) are kept: their
+    result depends on nothing but their bytes and the settings in the key.
+    """
+
+    entries: dict[tuple[Any, ...], tuple[list[tuple[AgentSpec, Document]], int]] = field(default_factory=dict)
+    hits: int = 0
+    misses: int = 0
+
 # read_file(path written in the spec, relative_to=spec path) -> bytes; raises FileRefError
 FileReader = Callable[..., bytes]
 # source-relative path -> path as shown to people
@@ -30,21 +64,40 @@ class ParsedRevision:
 
 
 def parse_revision(files: Sequence[SpecInput], *, read_file: FileReader, display: Display,
-                   default_namespace: str, limits: LoadLimits = LoadLimits()) -> ParsedRevision:
+                   default_namespace: str, limits: LoadLimits = LoadLimits(),
+                   cache: ParseCache | None = None) -> ParsedRevision:
     """Load, schema-check and rule-check every document; collect all problems, not just the first."""
     parsed: list[tuple[AgentSpec, Document]] = []
     problems: list[Problem] = []
     documents = 0
-    for path, data in files:
-        shown = display(path)
-        docs, load_problems = load_file(shown, data, limits)
-        problems.extend(load_problems)
-        documents += len(docs)
+    kept: dict[tuple[Any, ...], tuple[list[tuple[AgentSpec, Document]], int]] = {}
+    for spec in files:
+        path, shown = spec.path, display(spec.path)
+        key = (path, spec.blob_id, shown, default_namespace, limits)
+        if cache is not None and spec.blob_id is not None and key in cache.entries:
+            cache.hits += 1
+            file_agents, count = kept[key] = cache.entries[key]
+            parsed.extend(file_agents)
+            documents += count
+            continue
+        docs, load_problems = load_file(shown, spec.data, limits)
+        file_problems = list(load_problems)
+        file_agents = []
         for doc in docs:
             agent, found = _parse_document(doc, path, read_file=read_file, default_namespace=default_namespace)
-            problems.extend(found)
+            file_problems.extend(found)
             if agent is not None:
-                parsed.append((agent, doc))
+                file_agents.append((agent, doc))
+        problems.extend(file_problems)
+        parsed.extend(file_agents)
+        documents += len(docs)
+        if cache is not None:
+            cache.misses += 1
+            if spec.blob_id is not None and not file_problems and not any(
+                    a.system_prompt_file for a, _ in file_agents):
+                kept[key] = (file_agents, len(docs))
+    if cache is not None:
+        cache.entries = kept  # only this revision's files: the cache never outgrows the source
     problems.extend(_duplicates(parsed))
     agents = sorted((agent for agent, _ in parsed), key=lambda a: (a.namespace, a.name))
     return ParsedRevision(tuple(agents), tuple(sorted(set(problems))), documents)
