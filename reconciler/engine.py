@@ -27,6 +27,7 @@ from reconciler.render import (
     AgentRecord,
     DesiredObject,
     ObjectKey,
+    RenderMemo,
     RenderSettings,
     agent_records,
     managed_kinds,
@@ -102,19 +103,19 @@ def read_revision(settings: Settings, *, cache: ParseCache | None = None) -> Rev
     return Revision(snapshot, parsed)
 
 
-def render_revision(revision: Revision, settings: Settings, *, salt: str,
-                    clock: Clock = _utc_now) -> tuple[list[DesiredObject], list[AgentRecord]]:
+def render_revision(revision: Revision, settings: Settings, *, salt: str, clock: Clock = _utc_now,
+                    memo: RenderMemo | None = None) -> tuple[list[DesiredObject], list[AgentRecord]]:
     render_settings = RenderSettings(
         source=settings.source_name, revision=revision.id, sandbox_api_version=settings.sandbox_api_version,
         gateway_url=settings.gateway_url, container_env=container_env(settings.environ), secret_salt=salt,
         now=clock())
     agents = revision.parsed.agents
-    return render(agents, render_settings), agent_records(agents, render_settings)
+    return render(agents, render_settings, memo), agent_records(agents, render_settings, memo)
 
 
 def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock: Clock = _utc_now,
               on_read: Callable[[Revision], None] | None = None, cluster: Cluster | None = None,
-              cache: ParseCache | None = None) -> Outcome:
+              cache: ParseCache | None = None, memo: RenderMemo | None = None) -> Outcome:
     """Make the cluster (or, without one, the recorded state) equal the revision; with dry_run only
     say how it differs. The database records the revision only when the cluster side succeeded.
 
@@ -134,7 +135,7 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
         raise
     if on_read is not None:
         on_read(revision)
-    desired, records = render_revision(revision, settings, salt=state.salt(), clock=clock)
+    desired, records = render_revision(revision, settings, salt=state.salt(), clock=clock, memo=memo)
     live = read_live(cluster, settings) if cluster else {}
     recorded = live_state(live, desired, salt=state.salt()) if cluster else state.recorded_objects(
         settings.source_name, desired)

@@ -134,7 +134,28 @@ def fingerprint(salt: str, key: str, value: str) -> str:
     return f"sha256:{digest[:32]}"
 
 
-def render(agents: Sequence[AgentSpec], settings: RenderSettings) -> list[DesiredObject]:
+@dataclass
+class RenderMemo:
+    """What earlier runs rendered, per agent, for a long-running caller (the watch loop).
+
+    An entry is reused only for the very same AgentSpec object (a parse cache hands back the same
+    object for an unchanged file) under the same settings. Its objects keep the revision that last
+    changed them, which is what the revision annotation means.
+    """
+
+    settings_key: tuple[Any, ...] = ()
+    objects: dict[int, tuple[AgentSpec, list[DesiredObject]]] = field(default_factory=dict)
+    records: dict[int, tuple[AgentSpec, AgentRecord]] = field(default_factory=dict)
+
+    def check(self, settings: RenderSettings) -> None:
+        key = (settings.source, settings.sandbox_api_version, settings.gateway_url,
+               tuple(sorted(settings.container_env.items())), settings.secret_salt)
+        if key != self.settings_key:
+            self.settings_key, self.objects, self.records = key, {}, {}
+
+
+def render(agents: Sequence[AgentSpec], settings: RenderSettings,
+           memo: RenderMemo | None = None) -> list[DesiredObject]:
     """Every object the revision declares, in apply order."""
     if settings.sandbox_api_version not in SANDBOX_API_VERSIONS:
         raise ValueError(f"unknown agent-sandbox API version {settings.sandbox_api_version!r}")
@@ -142,19 +163,35 @@ def render(agents: Sequence[AgentSpec], settings: RenderSettings) -> list[Desire
     if settings.container_env:
         for namespace in sorted({a.namespace for a in agents}):
             objects.append(_secret(namespace, settings))
+    if memo is not None:
+        memo.check(settings)
+    kept: dict[int, tuple[AgentSpec, list[DesiredObject]]] = {}
     for agent in agents:
-        objects.extend(_agent_objects(agent, settings))
+        entry = memo.objects.get(id(agent)) if memo is not None else None
+        rendered = entry[1] if entry is not None and entry[0] is agent else _agent_objects(agent, settings)
+        kept[id(agent)] = (agent, rendered)
+        objects.extend(rendered)
+    if memo is not None:
+        memo.objects = kept
     objects.sort(key=lambda o: o.key)
     return objects
 
 
-def agent_records(agents: Sequence[AgentSpec], settings: RenderSettings) -> list[AgentRecord]:
-    records = []
+def agent_records(agents: Sequence[AgentSpec], settings: RenderSettings,
+                  memo: RenderMemo | None = None) -> list[AgentRecord]:
+    if memo is not None:
+        memo.check(settings)
+    kept: dict[int, tuple[AgentSpec, AgentRecord]] = {}
     for agent in agents:
-        data = spec_dict(agent)
-        records.append(AgentRecord(agent.namespace, agent.name, data, _hash(data), agent.origin.path,
-                                   settings.revision))
-    return records
+        entry = memo.records.get(id(agent)) if memo is not None else None
+        if entry is None or entry[0] is not agent:
+            data = spec_dict(agent)
+            entry = (agent, AgentRecord(agent.namespace, agent.name, data, _hash(data), agent.origin.path,
+                                        settings.revision))
+        kept[id(agent)] = entry
+    if memo is not None:
+        memo.records = kept
+    return [record for _, record in kept.values()]
 
 
 def spec_dict(agent: AgentSpec) -> dict[str, Any]:

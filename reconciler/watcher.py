@@ -17,6 +17,7 @@ from reconciler.config import Settings
 from reconciler.engine import ClusterApplyFailed, Outcome, SourceSuspended, reconcile
 from reconciler.errors import ReconcilerError
 from reconciler.kube.client import Cluster
+from reconciler.render import RenderMemo
 from reconciler.source.mirror import GitCredentials, GitMirror
 from reconciler.spec.validate import ParseCache
 
@@ -59,6 +60,7 @@ class Watcher:
     wake: threading.Event = dataclasses.field(default_factory=threading.Event)
     # Files parsed in earlier rounds, by blob id: a commit that changes one file parses one file.
     parse_cache: ParseCache = dataclasses.field(default_factory=ParseCache)
+    render_memo: RenderMemo = dataclasses.field(default_factory=RenderMemo)
 
     def shutdown(self) -> None:
         self.stop.set()
@@ -92,7 +94,7 @@ class Watcher:
         settings = dataclasses.replace(self.settings, path=str(path), revision=head, work_tree=False)
         try:
             outcome = reconcile(settings, dry_run=False, trigger="watch", cluster=self.cluster,
-                                cache=self.parse_cache)
+                                cache=self.parse_cache, memo=self.render_memo)
         except SourceSuspended as error:
             # Not an attempt: the head is tried again at the first round after `reconcile resume`.
             self.state.attempted, self.state.last_error = previous, str(error)

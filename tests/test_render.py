@@ -132,3 +132,20 @@ def test_apply_order_secret_then_templates_then_sandboxes():
                                                ("45s", 45)])
 def test_durations(text, seconds):
     assert parse_duration(text).total_seconds() == seconds
+
+
+def test_render_memo_reuses_unchanged_agents_only():
+    from reconciler.render import RenderMemo
+
+    memo = RenderMemo()
+    a, b = MODES[0], MODES[1]
+    first = render([a, b], settings(), memo)
+    changed = agent("pooled", mode="warm-pool", warm_pool_replicas=4)
+    second = render([a, changed], settings(revision="b" * 40), memo)
+    reused = {o.key: o for o in first}
+    assert all(o is reused[o.key] for o in second if o.agent == a.key)
+    pool = next(o for o in second if o.kind == "SandboxWarmPool")
+    assert pool.body["spec"]["replicas"] == 4 and pool.body["metadata"]["annotations"][REVISION_ANNOTATION] == "b" * 40
+    third = render([a, changed], settings(container_env={"OTHER": "x"}), memo)
+    assert not any(o is reused.get(o.key) for o in third)  # other settings: nothing reused
+    assert [r.name for r in agent_records([a, changed], settings(), memo)] == ["always", "pooled"]
