@@ -15,11 +15,12 @@ from pathlib import Path
 
 from reconciler.config import Settings
 from reconciler.engine import ClusterApplyFailed, Outcome, SourceSuspended, reconcile
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ReconcilerError, StateError
 from reconciler.kube.client import Cluster
 from reconciler.render import RenderMemo
 from reconciler.source.mirror import GitCredentials, GitMirror
 from reconciler.spec.validate import ParseCache
+from reconciler.store.embedded import database_url, open_state
 
 log = logging.getLogger("reconciler.watch")
 
@@ -81,12 +82,23 @@ class Watcher:
                 failures += 1
                 self.state.last_error = str(error)
                 log.error("fetch failed: %s", error, extra={"branch": self.branch})
+                if failures == 1:  # once per outage, so that `reconcile status` shows it
+                    self._record_fetch_failure(str(error))
             if once:
                 return
             # Jitter spreads many reconcilers; failures back off up to ten intervals.
             wait = self.interval * min(2 ** failures, 10) if failures else self.interval
             self.wake.wait(wait * (0.9 + 0.2 * random.random()))  # noqa: S311 - jitter
             self.wake.clear()
+
+    def _record_fetch_failure(self, message: str) -> None:
+        try:
+            state = open_state(database_url(self.settings.database), create=True,
+                               lock_timeout=self.settings.lock_timeout)
+            state.record_failure(source=self.settings.source_name, revision=None, errors=[message],
+                                 trigger="watch")
+        except ReconcilerError as error:
+            log.error("cannot record the fetch failure: %s", error)
 
     def _reconcile(self, path: Path, head: str) -> None:
         previous, self.state.attempted = self.state.attempted, head
@@ -100,6 +112,10 @@ class Watcher:
             self.state.attempted, self.state.last_error = previous, str(error)
             log.info("%s", error, extra={"revision": head})
             return
+        except StateError:
+            # The database is out of reach: not an attempt either; the loop backs off and retries.
+            self.state.attempted = previous
+            raise
         except ReconcilerError as error:
             self.state.last_error = describe(error)
             log.error("revision %s not applied: %s", head[:12], self.state.last_error, extra={"revision": head})

@@ -246,3 +246,11 @@ def test_a_failed_delete_stays_owned_and_is_retried(kube, repo, run):
     assert run("apply", path).exit_code == 0
     assert kube.get(EXT, "sandboxwarmpools", "agents", "research") is None
     assert kube.get(EXT, "sandboxtemplates", "agents", "research") is None
+
+
+def test_unreachable_database_applies_nothing_to_the_cluster(kube, repo, tmp_path):
+    kubeconfig = kube.kubeconfig(tmp_path / "kubeconfig")
+    result = CliRunner().invoke(main, ["apply", repo.working_tree_dir, "--kubeconfig", str(kubeconfig),
+                                       "--database", "postgresql://127.0.0.1:1/none"])
+    assert result.exit_code == 3 and "cannot open the state database" in result.stderr
+    assert writes(kube) == [] and kube.requests == []

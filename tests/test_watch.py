@@ -83,6 +83,10 @@ def test_unreachable_remote_keeps_state_and_hides_credentials(tmp_path, remote):
     assert "cannot fetch branch 'main'" in loop.state.last_error
     assert "s3cret-token" not in loop.state.last_error and "***@127.0.0.1" in loop.state.last_error
     assert applied_agents(tmp_path) == ["a"]
+    report = status_report(tmp_path)
+    assert report["lastSync"]["outcome"] == "failed" and "cannot fetch" in report["lastSync"]["errors"][0]
+    assert "s3cret-token" not in str(report)
+    assert report["lastApplied"]["revision"] == remote.head.commit.hexsha
 
 
 def test_deleted_branch_is_an_error_not_a_prune(tmp_path, remote):
@@ -153,3 +157,29 @@ def test_credentials_reach_git_but_never_an_error_or_the_mirror(tmp_path, remote
         assert token not in config.read_text(errors="replace")
     ssh = GitCredentials(ssh_key="/keys/deploy key")
     assert ssh.environment()["GIT_SSH_COMMAND"].startswith("ssh -i '/keys/deploy key' -o IdentitiesOnly=yes")
+
+
+def test_database_lost_while_watching_is_retried_until_it_is_back(tmp_path, remote):
+    import psycopg
+
+    from databases import POSTGRES, postgres_database
+    from reconciler.store import migrate
+    from reconciler.store.embedded import connect
+
+    with postgres_database() as url:
+        migrate.upgrade(connect(url))
+        loop = watcher(tmp_path, remote)
+        loop.settings = Settings(database=url, environ={})
+        loop.run(once=True)
+        assert loop.state.applied == remote.head.commit.hexsha
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(POSTGRES, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        head = push(remote, {"b.yaml": agent_yaml("b")})
+        loop.run(once=True)
+        assert "cannot open the state database" in loop.state.last_error and loop.state.applied != head
+        with psycopg.connect(POSTGRES, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        migrate.upgrade(connect(url))
+        loop.run(once=True)
+        assert loop.state.applied == head and loop.state.last_error is None
