@@ -35,6 +35,7 @@ from reconciler.engine import (
     Outcome,
     Revision,
     compare_revisions,
+    drifted,
     read_live,
     read_revision,
     reconcile,
@@ -458,16 +459,22 @@ def status(database: str | None, source_name: str, sandbox_api_version: str, out
     last = next(iter(recent), None)
     applied = next((r for r in recent if r.outcome == "succeeded"), None)
     live: dict[tuple[str, str], Readiness] = {}
+    drift: dict[str, list[str]] = {}
     cluster = _cluster(settings)
     if cluster is not None:
-        for obj in read_live(cluster, settings).values():
+        objects = read_live(cluster, settings)
+        for obj in objects.values():
             if obj["kind"] in ("Sandbox", "SandboxWarmPool"):
                 live[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = readiness(obj)
+        for agent_key, what in drifted(state.recorded_objects(source_name), objects, salt=state.salt()):
+            drift.setdefault(agent_key, []).append(what)
     rows = []
     for agent in agents:
+        key = f"{agent.namespace}/{agent.name}"
         ready = live.get((agent.namespace, agent.name))
-        rows.append({"agent": f"{agent.namespace}/{agent.name}", "mode": agent.spec.get("mode"),
+        rows.append({"agent": key, "mode": agent.spec.get("mode"),
                      "revision": agent.revision, "ready": ready.ready if ready else None,
+                     "drift": drift.get(key, []) if cluster is not None else None,
                      "detail": ready.detail if ready else ("" if settings.has_cluster else "no cluster configured")})
     summary = {"lastSync": None if last is None else {
         "revision": last.revision, "outcome": last.outcome, "finishedAt": last.finished_at.isoformat()
@@ -489,11 +496,12 @@ def status(database: str | None, source_name: str, sandbox_api_version: str, out
     if not rows:
         click.echo("no synced agents")
         return
-    click.echo(f"{'AGENT':40}  {'MODE':10}  {'REVISION':12}  {'READY':7}  DETAIL")
+    click.echo(f"{'AGENT':40}  {'MODE':10}  {'REVISION':12}  {'READY':7}  {'DRIFT':20}  DETAIL")
     for row in rows:
         ready = {True: "True", False: "False", None: "-"}[row["ready"]]
+        drifted_text = "-" if row["drift"] is None else (", ".join(row["drift"]) or "none")
         click.echo(f"{row['agent'][:40]:40}  {row['mode']:10}  {(row['revision'] or '(folder)')[:12]:12}  "
-                   f"{ready:7}  {row['detail']}")
+                   f"{ready:7}  {drifted_text[:20]:20}  {row['detail']}")
 
 
 @main.command()

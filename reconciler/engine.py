@@ -30,6 +30,7 @@ from reconciler.render import (
     RenderMemo,
     RenderSettings,
     agent_records,
+    comparable,
     managed_kinds,
     render,
 )
@@ -223,6 +224,21 @@ def live_state(live: dict[ObjectKey, dict[str, Any]], desired: list[DesiredObjec
         record = live_record(obj, target.record if target else None, manager=FIELD_MANAGER, salt=salt)
         recorded.append(RecordedObject(obj["apiVersion"], key.kind, key.namespace, key.name, record, agent))
     return recorded
+
+
+def drifted(recorded: list[RecordedObject], live: dict[ObjectKey, dict[str, Any]], *,
+            salt: str) -> list[tuple[str, str]]:
+    """(agent, "Kind changed" or "Kind missing") for applied objects that differ on the cluster now."""
+    found = []
+    for rec in recorded:
+        if rec.agent is None or rec.record is None:
+            continue
+        obj = live.get(rec.key)
+        if obj is None:
+            found.append((rec.agent, f"{rec.kind} missing"))
+        elif comparable(live_record(obj, rec.record, manager=FIELD_MANAGER, salt=salt)) != comparable(rec.record):
+            found.append((rec.agent, f"{rec.kind} changed"))
+    return found
 
 
 def check_prune(plan: Plan, *, owned: int, allow_empty: bool, max_prune: float) -> None:

@@ -187,6 +187,14 @@ def test_status_shows_readiness_and_the_last_sync(kube, repo, run):
     assert rows["agents/support-triage"] == (True, "SandboxReady")
     assert rows["agents/code-review"] == (False, "1/2 ready")
     assert rows["data/sql-analyst"] == (None, "no Ready condition yet")
+    assert {r["agent"]: r["drift"] for r in report["agents"]}["agents/code-review"] == []
+    kube.edit(EXT, "sandboxwarmpools", "agents", "code-review", {"spec": {"replicas": 9}})
+    with kube.lock:
+        del kube.objects[(CORE, "sandboxes", "agents", "support-triage")]
+    drift = {r["agent"]: r["drift"] for r in json.loads(run("status", "-o", "json").stdout)["agents"]}
+    assert drift["agents/code-review"] == ["SandboxWarmPool changed"]
+    assert drift["agents/support-triage"] == ["Sandbox missing"]
+    assert drift["agents/research"] == []
     assert report["lastSync"]["outcome"] == "succeeded"
     text = run("status").stdout
     assert text.startswith("last sync: succeeded") and "agents/support-triage" in text

@@ -161,8 +161,8 @@ def test_credentials_reach_git_but_never_an_error_or_the_mirror(tmp_path, remote
 
 def test_database_lost_while_watching_is_retried_until_it_is_back(tmp_path, remote):
     import psycopg
-
     from databases import POSTGRES, postgres_database
+
     from reconciler.store import migrate
     from reconciler.store.embedded import connect
 
