@@ -78,7 +78,10 @@ class WebhookServer:
                 self._answer(verdict)
 
             def do_GET(self) -> None:
-                self._answer(Verdict(405, "use POST"))
+                if self.path == "/healthz":
+                    self._answer(Verdict(200, "ok"))
+                else:
+                    self._answer(Verdict(405, "use POST"))
 
             def _answer(self, verdict: Verdict, close: bool = False) -> None:
                 data = json.dumps({"status": verdict.status, "message": verdict.message}).encode()

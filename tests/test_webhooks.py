@@ -111,3 +111,10 @@ def test_sync_command_triggers_the_watcher(running, remote):
     wait_for(lambda: loop.state.applied == head)
     wrong = CliRunner().invoke(main, ["sync", "--url", f"http://{host}:{port}", "--webhook-secret", "nope"])
     assert wrong.exit_code == 2 and "answered 401" in wrong.stderr
+
+
+def test_healthz(running):
+    _, server = running
+    host, port = server.address
+    with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=5) as answer:  # noqa: S310
+        assert answer.status == 200 and json.loads(answer.read())["message"] == "ok"
