@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from reconciler.engine import (
 )
 from reconciler.errors import InvalidRevision, ReconcilerError, StateError
 from reconciler.kube.client import Cluster, connect
+from reconciler.kube.leader import LeaderElector
 from reconciler.kube.status import Readiness, readiness
 from reconciler.render import DesiredObject
 from reconciler.source.mirror import GitCredentials
@@ -345,6 +347,11 @@ def history(database: str | None, source_name: str | None, limit: int, output: s
                    "[env: RECONCILER_GIT_TOKEN_FILE]")
 @click.option("--git-ssh-key", type=click.Path(dir_okay=False, exists=True), default=None,
               envvar="RECONCILER_GIT_SSH_KEY", help="Private key file for SSH remotes. [env: RECONCILER_GIT_SSH_KEY]")
+@click.option("--leader-elect", is_flag=True, default=False,
+              help="With several replicas: reconcile only while holding the Lease --lease-name in --lease-namespace.")
+@click.option("--lease-namespace", envvar="POD_NAMESPACE", default="agent-reconciler", show_default=True,
+              help="[env: POD_NAMESPACE]")
+@click.option("--lease-name", default="agent-reconciler", show_default=True)
 @click.option("--webhook-listen", metavar="HOST:PORT", default=None, envvar="RECONCILER_WEBHOOK_LISTEN",
               help="Serve push webhooks (/hooks/github, /hooks/gitlab, /hooks/generic) and POST /sync here. "
                    "[env: RECONCILER_WEBHOOK_LISTEN]")
@@ -356,6 +363,7 @@ def history(database: str | None, source_name: str | None, limit: int, output: s
 @LOCK_TIMEOUT_OPTION
 def watch(repo: str | None, folder: str | None, branch: str, interval: float, resync: float,
           cache_dir: str | None, once: bool, git_token_file: str | None, git_ssh_key: str | None,
+          leader_elect: bool, lease_namespace: str, lease_name: str,
           webhook_listen: str | None, webhook_secret: str | None, **options: Any) -> None:
     """Follow a branch: apply each new head, keep the last good revision live when one fails."""
     logs.configure()
@@ -373,6 +381,12 @@ def watch(repo: str | None, folder: str | None, branch: str, interval: float, re
     watcher = Watcher(repo=repo, branch=branch, settings=settings, cache=Path(cache_dir or default_cache()),
                       interval=interval, resync=resync, cluster=cluster,
                       credentials=GitCredentials(token=token or None, ssh_key=git_ssh_key))
+    if leader_elect:
+        if cluster is None:
+            raise click.UsageError("--leader-elect needs a cluster (--in-cluster or --kubeconfig)")
+        identity = os.environ.get("HOSTNAME") or socket.gethostname()
+        watcher.elector = LeaderElector(cluster, namespace=lease_namespace, name=lease_name, identity=identity,
+                                        on_elected=watcher.wake.set).start()
     hooks = None
     if webhook_listen:
         if not webhook_secret:
@@ -388,6 +402,8 @@ def watch(repo: str | None, folder: str | None, branch: str, interval: float, re
     finally:
         if hooks is not None:
             hooks.close()
+        if watcher.elector is not None:
+            watcher.elector.stop(release=True)  # the next replica takes over at once
     if once and watcher.state.last_error:
         raise ReconcilerError(watcher.state.last_error)
 

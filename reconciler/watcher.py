@@ -17,6 +17,7 @@ from reconciler.config import Settings
 from reconciler.engine import ClusterApplyFailed, Outcome, SourceSuspended, reconcile
 from reconciler.errors import ReconcilerError, StateError
 from reconciler.kube.client import Cluster
+from reconciler.kube.leader import LeaderElector
 from reconciler.render import RenderMemo
 from reconciler.source.mirror import GitCredentials, GitMirror
 from reconciler.spec.validate import ParseCache
@@ -54,6 +55,8 @@ class Watcher:
     resync: float = 600.0
     cluster: Cluster | None = None
     credentials: GitCredentials | None = None
+    # With several replicas, only the Lease holder reconciles.
+    elector: LeaderElector | None = None
     on_outcome: Callable[[Outcome], None] | None = None
     state: WatchState = dataclasses.field(default_factory=WatchState)
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -70,6 +73,12 @@ class Watcher:
     def run(self, *, once: bool = False) -> None:
         failures = 0
         while not self.stop.is_set():
+            if self.elector is not None and not self.elector.is_leader:
+                if once:
+                    return
+                self.wake.wait(self.interval)  # the elector wakes us when we take over
+                self.wake.clear()
+                continue
             mirror = GitMirror(self.repo, self.cache, self.credentials)
             try:
                 head = mirror.fetch(self.branch)

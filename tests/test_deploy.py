@@ -8,9 +8,9 @@ from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
-
 from factories import git_repo
 from fakekube import FakeKube
+
 from reconciler.cli import main
 from reconciler.spec.load import load_file
 
@@ -53,8 +53,8 @@ def by_kind(objects: list[dict]) -> dict[str, dict]:
 
 def test_base_and_overlay_build():
     base = by_kind(build(DEPLOY / "base"))
-    assert set(base) == {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap",
-                         "Deployment", "Service", "PodDisruptionBudget"}
+    assert set(base) == {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+                         "ConfigMap", "Deployment", "Service", "PodDisruptionBudget"}
     overlay = by_kind(build(DEPLOY / "overlays" / "example"))
     assert {c["image"] for c in _containers(overlay["Deployment"])} == {"ghcr.io/acme/agent-reconciler:0.1.0"}
 
@@ -128,3 +128,24 @@ def _verb(method: str, path: str, query: str) -> tuple[str, str, str] | None:
     verb = {"GET": "get" if name else "list", "PATCH": "patch", "DELETE": "delete", "POST": "create",
             "PUT": "update"}[method]
     return group, plural, verb
+
+
+def test_the_leader_role_covers_exactly_the_lease_calls(tmp_path):
+    from reconciler.kube.client import connect
+    from reconciler.kube.leader import LeaderElector
+
+    with FakeKube() as kube:
+        kube.create_namespace("agent-reconciler")
+        cluster = connect(kubeconfig=str(kube.kubeconfig(tmp_path / "kubeconfig")))
+        first = LeaderElector(cluster, namespace="agent-reconciler", name="l", identity="a", lease_seconds=1)
+        second = LeaderElector(cluster, namespace="agent-reconciler", name="l", identity="b", lease_seconds=1)
+        kube.requests.clear()
+        assert first.try_acquire_or_renew() and first.try_acquire_or_renew()
+        assert not second.try_acquire_or_renew()
+        first.release()
+        assert second.try_acquire_or_renew()
+        calls = {_verb(m, p, q) for m, p, q in kube.requests} - {None}
+    role = by_kind(build(DEPLOY / "base"))["Role"]
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+               for v in rule["verbs"]}
+    assert calls == granted

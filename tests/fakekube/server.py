@@ -65,7 +65,8 @@ class ApiError(Exception):
 
 
 CORE = [Resource("", ("v1",), "namespaces", "Namespace", False), Resource("", ("v1",), "secrets", "Secret", True),
-        Resource("", ("v1",), "configmaps", "ConfigMap", True)]
+        Resource("", ("v1",), "configmaps", "ConfigMap", True),
+        Resource("coordination.k8s.io", ("v1",), "leases", "Lease", True)]
 
 
 @cache
