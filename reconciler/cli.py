@@ -393,7 +393,7 @@ def watch(repo: str | None, folder: str | None, branch: str, interval: float, re
             raise click.UsageError("--webhook-listen needs --webhook-secret (or RECONCILER_WEBHOOK_SECRET)")
         host, _, port = webhook_listen.rpartition(":")
         hooks = WebhookServer(host or "0.0.0.0", int(port), secret=webhook_secret, branch=branch,  # noqa: S104
-                              wake=watcher.wake).start()
+                              wake=watcher.wake, metrics=watcher.metrics).start()
     signal.signal(signal.SIGTERM, lambda *_: watcher.shutdown())
     try:
         watcher.run(once=once)

@@ -18,6 +18,7 @@ from reconciler.engine import ClusterApplyFailed, Outcome, SourceSuspended, reco
 from reconciler.errors import ReconcilerError, StateError
 from reconciler.kube.client import Cluster
 from reconciler.kube.leader import LeaderElector
+from reconciler.metrics import Metrics
 from reconciler.render import RenderMemo
 from reconciler.source.mirror import GitCredentials, GitMirror
 from reconciler.spec.validate import ParseCache
@@ -57,6 +58,7 @@ class Watcher:
     credentials: GitCredentials | None = None
     # With several replicas, only the Lease holder reconciles.
     elector: LeaderElector | None = None
+    metrics: Metrics = dataclasses.field(default_factory=Metrics)
     on_outcome: Callable[[Outcome], None] | None = None
     state: WatchState = dataclasses.field(default_factory=WatchState)
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -113,6 +115,7 @@ class Watcher:
         previous, self.state.attempted = self.state.attempted, head
         self.state.runs += 1
         settings = dataclasses.replace(self.settings, path=str(path), revision=head, work_tree=False)
+        started = time.monotonic()
         try:
             outcome = reconcile(settings, dry_run=False, trigger="watch", cluster=self.cluster,
                                 cache=self.parse_cache, memo=self.render_memo)
@@ -124,11 +127,14 @@ class Watcher:
         except StateError:
             # The database is out of reach: not an attempt either; the loop backs off and retries.
             self.state.attempted = previous
+            self.metrics.reconciled(settings.source_name, time.monotonic() - started, "failed")
             raise
         except ReconcilerError as error:
+            self.metrics.reconciled(settings.source_name, time.monotonic() - started, "failed")
             self.state.last_error = describe(error)
             log.error("revision %s not applied: %s", head[:12], self.state.last_error, extra={"revision": head})
             return
+        self.metrics.reconciled(settings.source_name, time.monotonic() - started, "succeeded", outcome.plan, head)
         self.state.applied, self.state.last_error = head, None
         log.info("revision %s applied: %s", head[:12], outcome.plan.summary, extra={"revision": head})
         if self.on_outcome is not None:

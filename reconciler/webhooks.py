@@ -10,6 +10,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from reconciler.metrics import Metrics
 from reconciler.source.webhook import MAX_BODY, Verdict, check_push
 
 log = logging.getLogger("reconciler.webhook")
@@ -18,8 +19,10 @@ log = logging.getLogger("reconciler.webhook")
 class WebhookServer:
     """POST /hooks/github | /hooks/gitlab | /hooks/generic, and POST /sync (signed like generic) to trigger."""
 
-    def __init__(self, host: str, port: int, *, secret: str, branch: str, wake: threading.Event) -> None:
+    def __init__(self, host: str, port: int, *, secret: str, branch: str, wake: threading.Event,
+                 metrics: Metrics | None = None) -> None:
         self.secret, self.branch, self.wake = secret, branch, wake
+        self.metrics = metrics
         self.server = ThreadingHTTPServer((host, port), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -73,13 +76,23 @@ class WebhookServer:
                     self._answer(Verdict(413, f"body over {MAX_BODY} bytes"), close=True)
                     return
                 body = self.rfile.read(length)
-                verdict = hooks.handle(self.path.split("?", 1)[0], dict(self.headers.items()), body)
+                path = self.path.split("?", 1)[0]
+                verdict = hooks.handle(path, dict(self.headers.items()), body)
                 log.info("webhook %s: %s %s", self.path, verdict.status, verdict.message)
+                if hooks.metrics is not None:
+                    hooks.metrics.webhooks.labels(path.rsplit("/", 1)[-1], str(verdict.status)).inc()
                 self._answer(verdict)
 
             def do_GET(self) -> None:
                 if self.path == "/healthz":
                     self._answer(Verdict(200, "ok"))
+                elif self.path == "/metrics" and hooks.metrics is not None:
+                    data = hooks.metrics.text()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain; version=0.0.4")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
                 else:
                     self._answer(Verdict(405, "use POST"))
 

@@ -40,7 +40,8 @@ def push_event(branch: str = "main") -> bytes:
 def running(tmp_path, remote):
     loop = watcher(tmp_path, remote)
     loop.interval = 3600  # only webhooks wake it
-    server = WebhookServer("127.0.0.1", 0, secret=SECRET, branch="main", wake=loop.wake).start()
+    server = WebhookServer("127.0.0.1", 0, secret=SECRET, branch="main", wake=loop.wake,
+                           metrics=loop.metrics).start()
     thread = threading.Thread(target=loop.run)
     thread.start()
     wait_for(lambda: loop.state.applied == remote.head.commit.hexsha)
@@ -118,3 +119,20 @@ def test_healthz(running):
     host, port = server.address
     with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=5) as answer:  # noqa: S310
         assert answer.status == 200 and json.loads(answer.read())["message"] == "ok"
+
+
+def test_metrics(running, remote):
+    loop, server = running
+    head = push(remote, {"m.yaml": agent_yaml("m")})
+    post(server, "/hooks/github", push_event(), github(push_event()))
+    post(server, "/hooks/github", push_event(), {})
+    wait_for(lambda: loop.state.applied == head)
+    host, port = server.address
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as answer:  # noqa: S310
+        text = answer.read().decode()
+    assert 'agent_reconciler_reconcile_total{outcome="succeeded",source="default"} 2.0' in text
+    assert 'agent_reconciler_objects_total{action="create",source="default"} 4.0' in text
+    assert f'agent_reconciler_last_applied_revision_info{{revision="{head}",source="default"}} 1.0' in text
+    assert 'agent_reconciler_webhook_requests_total{kind="github",status="202"} 1.0' in text
+    assert 'agent_reconciler_webhook_requests_total{kind="github",status="401"} 1.0' in text
+    assert "agent_reconciler_reconcile_duration_seconds_count" in text

@@ -1,0 +1,47 @@
+"""Prometheus metrics of the reconciler, in the families Flux and Argo CD users know."""
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from reconciler.plan import Plan
+
+
+class Metrics:
+    """One registry per watcher, so that tests and several loops in one process do not mix."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.duration = Histogram("agent_reconciler_reconcile_duration_seconds", "Time of one reconcile.",
+                                  ["source"], registry=self.registry,
+                                  buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
+        self.reconciles = Counter("agent_reconciler_reconcile_total", "Reconciles by outcome.",
+                                  ["source", "outcome"], registry=self.registry)
+        self.objects = Counter("agent_reconciler_objects_total", "Objects written, by action.",
+                               ["source", "action"], registry=self.registry)
+        self.drift = Counter("agent_reconciler_drift_total", "Objects found changed on the cluster.",
+                             ["source"], registry=self.registry)
+        self.revision = Gauge("agent_reconciler_last_applied_revision_info",
+                              "The last applied revision (value 1).", ["source", "revision"],
+                              registry=self.registry)
+        self.webhooks = Counter("agent_reconciler_webhook_requests_total", "Webhook requests by kind and status.",
+                                ["kind", "status"], registry=self.registry)
+
+    def reconciled(self, source: str, seconds: float, outcome: str, plan: Plan | None = None,
+                   revision: str | None = None) -> None:
+        self.duration.labels(source).observe(seconds)
+        self.reconciles.labels(source, outcome).inc()
+        if plan is not None and outcome == "succeeded":
+            for action in ("create", "update", "delete"):
+                self.objects.labels(source, action).inc(plan.count(action))
+            self.drift.labels(source).inc(plan.summary["drift"])
+            self.revision.clear()
+            self.revision.labels(source, revision or "").set(1)
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
