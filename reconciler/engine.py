@@ -29,10 +29,9 @@ from reconciler.render import (
     ObjectKey,
     RenderMemo,
     RenderSettings,
-    agent_records,
     comparable,
     managed_kinds,
-    render,
+    render_agents,
 )
 from reconciler.source import open_source
 from reconciler.source.snapshot import Snapshot
@@ -111,7 +110,7 @@ def render_revision(revision: Revision, settings: Settings, *, salt: str, clock:
         gateway_url=settings.gateway_url, container_env=container_env(settings.environ), secret_salt=salt,
         now=clock())
     agents = revision.parsed.agents
-    return render(agents, render_settings, memo), agent_records(agents, render_settings, memo)
+    return render_agents(agents, render_settings, memo)
 
 
 def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock: Clock = _utc_now,

@@ -134,6 +134,12 @@ def fingerprint(salt: str, key: str, value: str) -> str:
     return f"sha256:{digest[:32]}"
 
 
+@dataclass(frozen=True)
+class RenderedAgent:
+    objects: tuple[DesiredObject, ...]
+    record: AgentRecord
+
+
 @dataclass
 class RenderMemo:
     """What earlier runs rendered, per agent, for a long-running caller (the watch loop).
@@ -144,54 +150,51 @@ class RenderMemo:
     """
 
     settings_key: tuple[Any, ...] = ()
-    objects: dict[int, tuple[AgentSpec, list[DesiredObject]]] = field(default_factory=dict)
-    records: dict[int, tuple[AgentSpec, AgentRecord]] = field(default_factory=dict)
+    agents: dict[int, tuple[AgentSpec, RenderedAgent]] = field(default_factory=dict)
 
-    def check(self, settings: RenderSettings) -> None:
+
+def render_agents(agents: Sequence[AgentSpec], settings: RenderSettings,
+                  memo: RenderMemo | None = None) -> tuple[list[DesiredObject], list[AgentRecord]]:
+    """Every object the revision declares (in apply order) and every agent's record."""
+    if settings.sandbox_api_version not in SANDBOX_API_VERSIONS:
+        raise ValueError(f"unknown agent-sandbox API version {settings.sandbox_api_version!r}")
+    known: dict[int, tuple[AgentSpec, RenderedAgent]] = {}
+    if memo is not None:
         key = (settings.source, settings.sandbox_api_version, settings.gateway_url,
                tuple(sorted(settings.container_env.items())), settings.secret_salt)
-        if key != self.settings_key:
-            self.settings_key, self.objects, self.records = key, {}, {}
+        known = memo.agents if key == memo.settings_key else {}
+        memo.settings_key = key
+    objects: list[DesiredObject] = []
+    if settings.container_env:
+        objects.extend(_secret(namespace, settings) for namespace in sorted({a.namespace for a in agents}))
+    kept: dict[int, tuple[AgentSpec, RenderedAgent]] = {}
+    for agent in agents:
+        entry = known.get(id(agent))
+        rendered = entry[1] if entry is not None and entry[0] is agent else _render_agent(agent, settings)
+        kept[id(agent)] = (agent, rendered)
+        objects.extend(rendered.objects)
+    if memo is not None:
+        memo.agents = kept
+    objects.sort(key=lambda o: o.key)
+    return objects, [rendered.record for _, rendered in kept.values()]
 
 
 def render(agents: Sequence[AgentSpec], settings: RenderSettings,
            memo: RenderMemo | None = None) -> list[DesiredObject]:
-    """Every object the revision declares, in apply order."""
-    if settings.sandbox_api_version not in SANDBOX_API_VERSIONS:
-        raise ValueError(f"unknown agent-sandbox API version {settings.sandbox_api_version!r}")
-    objects: list[DesiredObject] = []
-    if settings.container_env:
-        for namespace in sorted({a.namespace for a in agents}):
-            objects.append(_secret(namespace, settings))
-    if memo is not None:
-        memo.check(settings)
-    kept: dict[int, tuple[AgentSpec, list[DesiredObject]]] = {}
-    for agent in agents:
-        entry = memo.objects.get(id(agent)) if memo is not None else None
-        rendered = entry[1] if entry is not None and entry[0] is agent else _agent_objects(agent, settings)
-        kept[id(agent)] = (agent, rendered)
-        objects.extend(rendered)
-    if memo is not None:
-        memo.objects = kept
-    objects.sort(key=lambda o: o.key)
-    return objects
+    return render_agents(agents, settings, memo)[0]
 
 
 def agent_records(agents: Sequence[AgentSpec], settings: RenderSettings,
                   memo: RenderMemo | None = None) -> list[AgentRecord]:
-    if memo is not None:
-        memo.check(settings)
-    kept: dict[int, tuple[AgentSpec, AgentRecord]] = {}
-    for agent in agents:
-        entry = memo.records.get(id(agent)) if memo is not None else None
-        if entry is None or entry[0] is not agent:
-            data = spec_dict(agent)
-            entry = (agent, AgentRecord(agent.namespace, agent.name, data, _hash(data), agent.origin.path,
-                                        settings.revision))
-        kept[id(agent)] = entry
-    if memo is not None:
-        memo.records = kept
-    return [record for _, record in kept.values()]
+    return render_agents(agents, settings, memo)[1]
+
+
+def _render_agent(agent: AgentSpec, settings: RenderSettings) -> RenderedAgent:
+    # The spec data is built once: it is both the record and, hashed, the objects' spec-hash annotation.
+    data = spec_dict(agent)
+    digest = _hash(data)
+    record = AgentRecord(agent.namespace, agent.name, data, digest, agent.origin.path, settings.revision)
+    return RenderedAgent(tuple(_agent_objects(agent, settings, digest)), record)
 
 
 def spec_dict(agent: AgentSpec) -> dict[str, Any]:
@@ -211,10 +214,6 @@ def _ref(ref: KeyRef | None) -> dict[str, Any] | None:
 
 
 _SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(AgentSpec) if f.name != "origin")
-
-
-def spec_hash(agent: AgentSpec) -> str:
-    return _hash(spec_dict(agent))
 
 
 def _hash(data: dict[str, Any]) -> str:
@@ -237,9 +236,8 @@ def _labels(agent: AgentSpec, settings: RenderSettings) -> dict[str, str]:
     return dict(sorted(labels.items()))
 
 
-def _agent_objects(agent: AgentSpec, settings: RenderSettings) -> list[DesiredObject]:
+def _agent_objects(agent: AgentSpec, settings: RenderSettings, digest: str) -> list[DesiredObject]:
     version = settings.sandbox_api_version
-    digest = spec_hash(agent)
 
     def make(group: str, kind: str, spec: dict[str, Any], extra: Mapping[str, str] | None = None) -> DesiredObject:
         metadata = _metadata(agent, agent.name, settings, digest)
