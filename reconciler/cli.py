@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler import __version__, diffs, logs
+from reconciler.chat.commands import keys, serve
 from reconciler.config import (
     CLUSTER_OPTIONS,
     DATABASE_OPTION,
@@ -30,6 +31,7 @@ from reconciler.config import (
     Settings,
     default_cache,
     settings_from,
+    state_url,
 )
 from reconciler.engine import (
     ClusterApplyFailed,
@@ -48,7 +50,7 @@ from reconciler.kube.leader import LeaderElector
 from reconciler.kube.status import Readiness, readiness
 from reconciler.render import DesiredObject
 from reconciler.source.mirror import GitCredentials
-from reconciler.store.embedded import database_url, open_state
+from reconciler.store.embedded import open_state
 from reconciler.watcher import FolderWatcher, Watcher
 from reconciler.webhooks import WebhookServer
 
@@ -306,7 +308,7 @@ def write_manifests(folder: Path, desired: tuple[DesiredObject, ...]) -> int:
 @output_option("text", "json")
 def history(database: str | None, source_name: str | None, limit: int, output: str) -> None:
     """List recent sync runs, newest first."""
-    state = open_state(database_url(database or Settings().database), create=False)
+    state = open_state(state_url(database), create=False)
     runs = state.history(source_name, limit)
     if output == "json":
         click.echo(json.dumps([{
@@ -409,7 +411,7 @@ def watch(repo: str | None, folder: str | None, branch: str, interval: float, re
 
 
 def _set_suspended(database: str | None, source_name: str, suspended: bool) -> None:
-    state = open_state(database_url(database or Settings().database), create=True)
+    state = open_state(state_url(database), create=True)
     state.set_suspended(source_name, suspended)
     click.echo(f"source {source_name!r} {'suspended' if suspended else 'resumed'}")
 
@@ -466,10 +468,9 @@ def sync(url: str, webhook_secret: str) -> None:
 def status(database: str | None, source_name: str, sandbox_api_version: str, output: str,
            **options: Any) -> None:
     """Per agent: the synced revision, readiness on the cluster, and the last sync's errors."""
-    settings = Settings(database=database or Settings().database, source_name=source_name,
-                        sandbox_api_version=sandbox_api_version,
+    settings = Settings(source_name=source_name, sandbox_api_version=sandbox_api_version,
                         **{k: v for k, v in options.items() if k in ("kubeconfig", "context", "in_cluster")})
-    state = open_state(database_url(settings.database), create=False)
+    state = open_state(state_url(database), create=False)
     agents = state.agents(source_name)
     recent = state.history(source_name, 100)
     last = next(iter(recent), None)
@@ -528,7 +529,7 @@ def migrate(database: str | None, lock_timeout: float) -> None:
     from reconciler.store import migrate as migrations
     from reconciler.store.embedded import connect
 
-    url = database_url(database or Settings().database)
+    url = state_url(database)
     try:
         result = migrations.upgrade(connect(url), lock_timeout=lock_timeout)
     except SQLAlchemyError as error:
@@ -546,6 +547,10 @@ def schema() -> None:
     from reconciler.spec.schema import schema_text
 
     click.echo(schema_text(), nl=False)
+
+
+main.add_command(serve)
+main.add_command(keys)
 
 
 if __name__ == "__main__":

@@ -110,6 +110,13 @@ DATABASE_OPTION = click.option(
          "[env: DATABASE_URL; default: $XDG_STATE_HOME/agent-reconciler/state.db]")
 
 
+def state_url(database: str | None) -> str:
+    """The state database's SQLAlchemy URL from --database / DATABASE_URL, or the embedded default."""
+    from reconciler.store.embedded import database_url
+
+    return database_url(database or default_database())
+
+
 def settings_from(path: str, options: Mapping[str, Any]) -> Settings:
     """Settings from a command's parsed options (click has already applied the environment)."""
     known = {k: v for k, v in options.items() if k in Settings.__dataclass_fields__ and v is not None}
@@ -146,3 +153,28 @@ CLUSTER_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--max-prune", type=click.FloatRange(0, 100), default=25.0, show_default=True,
                  help="Largest share (percent) of owned objects one revision may delete."),
 ]
+
+
+class HostPort(click.ParamType):
+    """HOST:PORT, or :PORT for every interface."""
+
+    name = "HOST:PORT"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            return value
+        host, _, port = str(value).rpartition(":")
+        if not port.isdigit() or not 0 <= int(port) <= 65535:
+            self.fail(f"{value!r} is not HOST:PORT (for example 127.0.0.1:8080, or :8080 for every interface)",
+                      param, ctx)
+        return host or "0.0.0.0", int(port)  # noqa: S104 - ":PORT" asks for every interface
+
+
+def gateway_key(key_file: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The LiteLLM key: from a file (a mounted Secret) or LITELLM_API_KEY; never from a flag, which `ps` shows."""
+    if key_file:
+        try:
+            return Path(key_file).read_text().strip() or None
+        except OSError as error:
+            raise ConfigError(f"cannot read --gateway-key-file {key_file}: {error.strerror}") from None
+    return (environ if environ is not None else os.environ).get("LITELLM_API_KEY") or None

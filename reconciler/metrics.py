@@ -45,3 +45,30 @@ class Metrics:
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ChatMetrics:
+    """Metrics of `reconcile serve`, one registry per app."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("agent_reconciler_chat_requests_total", "Chat endpoint requests by route and status.",
+                                ["route", "code"], registry=self.registry)
+        self.duration = Histogram("agent_reconciler_chat_request_duration_seconds",
+                                  "Time of a chat endpoint request, to the end of a streamed reply.", ["route"],
+                                  registry=self.registry,
+                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
+        self.gateway_errors = Counter("agent_reconciler_chat_gateway_errors_total",
+                                      "Failed calls to the LiteLLM gateway, by reason.", ["reason"],
+                                      registry=self.registry)
+        self.tokens = Counter("agent_reconciler_chat_tokens_total", "Tokens the gateway reported, by agent and type.",
+                              ["namespace", "agent", "type"], registry=self.registry)
+
+    def used(self, namespace: str, agent: str, prompt: int | None, completion: int | None) -> None:
+        if prompt:
+            self.tokens.labels(namespace, agent, "prompt").inc(prompt)
+        if completion:
+            self.tokens.labels(namespace, agent, "completion").inc(completion)
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)

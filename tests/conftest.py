@@ -5,3 +5,4 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from watching import remote  # noqa: E402,F401 - the bare-remote fixture, for every test module
+from chatting import chat_app, gateway, upstream  # noqa: E402,F401 - chat fixtures (LiteLLM proxy, fake model)

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from factories import git_repo
 
 from reconciler.cli import main
+from reconciler.store import migrate
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -198,8 +199,8 @@ def test_migrate_command(tmp_path):
     database = str(tmp_path / "state.db")
     first = CliRunner().invoke(main, ["migrate", "--database", database])
     second = CliRunner().invoke(main, ["migrate", "--database", database])
-    assert first.stdout == "database schema upgraded from empty to 0001\n"
-    assert second.stdout == "database schema is up to date (revision 0001)\n"
+    assert first.stdout == f"database schema upgraded from empty to {migrate.head()}\n"
+    assert second.stdout == f"database schema is up to date (revision {migrate.head()})\n"
 
 
 def test_diff_between_two_revisions_needs_no_state(repo, run, tmp_path):

@@ -112,7 +112,7 @@ def test_migrate_is_idempotent_and_concurrent(tmp_path, request):
                 thread.join()
             assert errors == []
             assert sorted(((r.before, r.after) for r in results), key=str) == [
-                ("0001", "0001"), ("0001", "0001"), (None, "0001")]
+                (migrate.head(), migrate.head()), (migrate.head(), migrate.head()), (None, migrate.head())]
             engine.dispose()
 
 
@@ -136,8 +136,19 @@ def test_downgrade_and_upgrade_again(url):
     migrate.downgrade(engine, "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     assert migrate.upgrade(engine).after == migrate.head()
-    assert {"agents", "objects", "sync_runs", "chat_sessions", "chat_messages", "meta"} <= set(
+    assert {"agents", "objects", "sync_runs", "chat_sessions", "chat_messages", "api_keys", "meta"} <= set(
         inspect(engine).get_table_names())
+
+
+def test_upgrade_from_the_first_revision_keeps_sessions(url):
+    engine = connect(url)
+    migrate.downgrade(engine, "0001")
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO chat_sessions (id, agent_namespace, agent_name, created_at, updated_at) "
+                                "VALUES ('s1', 'default', 'a', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+    assert migrate.upgrade(engine).after == migrate.head()
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT id, api_key_id FROM chat_sessions")).all() == [("s1", None)]
 
 
 def test_models_and_migrations_agree(url):

@@ -99,14 +99,30 @@ class SyncRun(Base):
     errors: Mapped[list[Any]]
 
 
+class ApiKey(Base):
+    """A bearer key of the chat endpoint; only its SHA-256 is kept. No namespaces: every namespace."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (UniqueConstraint("name"), UniqueConstraint("key_hash"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63))
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in listings, so a key can be recognised
+    key_hash: Mapped[str] = mapped_column(String(64))
+    namespaces: Mapped[list[Any] | None]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class ChatSession(Base):
-    """A conversation with one agent."""
+    """A conversation with one agent, visible only to the key that started it."""
 
     __tablename__ = "chat_sessions"
     __table_args__ = (Index(None, "agent_namespace", "agent_name"),)
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     agent_namespace: Mapped[str] = mapped_column(String(63))
     agent_name: Mapped[str] = mapped_column(String(63))
+    api_key_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("api_keys.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -119,9 +135,11 @@ class ChatMessage(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     session_id: Mapped[str] = mapped_column(String(36), ForeignKey("chat_sessions.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
-    role: Mapped[str] = mapped_column(String(16))  # system | user | assistant | error
+    role: Mapped[str] = mapped_column(String(16))  # system | user | assistant | error (what went wrong)
     content: Mapped[str] = mapped_column(Text)
     model: Mapped[str | None] = mapped_column(String(256))
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    # stop | length | ... from the model; client_disconnected or gateway_error for a cut-off reply.
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,308 @@
+"""The HTTP service of `reconcile serve` (FastAPI): chat with synced agents, sessions, health and metrics.
+
+Errors have the OpenAI shape, `{"error": {"message", "type", "code"}}`, so OpenAI clients show
+them; no answer carries a stack trace or a key.
+"""
+# No `from __future__ import annotations`: FastAPI resolves the local Annotated aliases of create_app at runtime.
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+import anyio
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reconciler import __version__
+from reconciler.chat.context import Budget
+from reconciler.chat.context import Message as ChatMessage
+from reconciler.chat.gateway import Gateway, GatewayError
+from reconciler.chat.keys import KeyInfo, KeyStore
+from reconciler.chat.service import ChatError, ChatService, Relay
+from reconciler.chat.sessions import SessionStore, Turn
+from reconciler.metrics import ChatMetrics
+
+log = logging.getLogger("reconciler.chat")
+SESSION_HEADER = "X-Session-Id"
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message: str = Field(min_length=1, description="The user's message.")
+    session_id: str | None = Field(None, description="Continue this session; omitted: start a new one.")
+    stream: bool = Field(False, description="Answer as server-sent events: session, delta..., done (or error).")
+
+
+class ChatReply(BaseModel):
+    session_id: str
+    reply: str
+    model: str | None
+    finish_reason: str | None
+    usage: dict[str, int | None]
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class OpenAIMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str | list[TextPart]
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+
+class CompletionRequest(BaseModel):
+    # OpenAI clients send many optional fields; those not listed here are accepted and not forwarded.
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(description="The agent, as namespace/name.")
+    messages: list[OpenAIMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    temperature: float | None = Field(None, description="Used when the agent sets none.")
+    max_tokens: int | None = Field(None, ge=1, description="Capped by the agent's maxTokens.")
+    max_completion_tokens: int | None = Field(None, ge=1)
+    session_id: str | None = Field(None, description=f"Continue this session (or send the {SESSION_HEADER} header).")
+
+
+def _error(status: int, message: str, type_: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": type_, "code": status}}, status, headers=headers)
+
+
+def _sse(event: str | None, data: Any) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+class Guard:
+    """Refuses bodies above `max_body` (413, before they are read whole) and measures every request."""
+
+    def __init__(self, app: ASGIApp, *, max_body: int, metrics: ChatMetrics) -> None:
+        self.app, self.max_body, self.metrics = app, max_body, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        too_large = _error(413, f"the request body is larger than {self.max_body} bytes",
+                           "invalid_request_error")
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            await too_large(scope, receive, send)
+            self._observe(scope, 413, started)
+            return
+        seen = 0
+        refused = False
+
+        async def limited_receive() -> Message:
+            # A body without Content-Length (chunked) is counted as it arrives; past the limit the
+            # 413 goes out at once and the app is told the client left, so it stops reading.
+            nonlocal seen, refused, status
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body and not refused:
+                    refused, status = True, 413
+                    await too_large(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if refused:
+                return
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, observed_send)
+        finally:
+            self._observe(scope, status, started)
+
+    def _observe(self, scope: Scope, status: int, started: float) -> None:
+        route = scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        self.metrics.requests.labels(name, str(status)).inc()
+        if name.startswith("/v1/"):
+            self.metrics.duration.labels(name).observe(time.perf_counter() - started)
+
+
+def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gateway_timeout: float = 120.0,
+               budget: Budget = Budget(), max_body: int = 1 << 20) -> FastAPI:
+    """The chat service over a migrated state database and a LiteLLM gateway."""
+    metrics = ChatMetrics()
+    sessions, keys = SessionStore(engine), KeyStore(engine)
+    holder: dict[str, ChatService] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The HTTP client belongs to the server's event loop, so it is made here, not at import.
+        gateway = Gateway(gateway_url, gateway_key, timeout=gateway_timeout)
+        holder["service"] = ChatService(sessions, keys, gateway, budget, metrics)
+        try:
+            yield
+        finally:
+            await gateway.aclose()
+
+    app = FastAPI(title="agent-reconciler chat", version=__version__, lifespan=lifespan,
+                  description="Chat with the agents the reconciler has synced, through the LiteLLM gateway.")
+    app.add_middleware(Guard, max_body=max_body, metrics=metrics)
+    app.state.metrics = metrics
+
+    def service() -> ChatService:
+        return holder["service"]
+
+    Service = Annotated[ChatService, Depends(service)]
+
+    async def caller(chat: Service, authorization: Annotated[str | None, Header()] = None) -> KeyInfo:
+        return await chat.authenticate(authorization)
+
+    Caller = Annotated[KeyInfo, Depends(caller)]
+
+    @app.exception_handler(ChatError)
+    async def chat_error(request: Request, error: ChatError) -> JSONResponse:
+        if error.status >= 500:
+            log.warning("%s %s: %s", request.method, request.url.path, error.message,
+                        extra={"agent": request.path_params.get("name")})
+        return _error(error.status, error.message, error.type, error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = []
+        for item in error.errors():
+            where = ".".join(str(part) for part in item.get("loc", ()))
+            problems.append(f"{where}: {item.get('msg')}")
+        return _error(400, "invalid request: " + "; ".join(problems), "invalid_request_error")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return _error(500, "internal error (the server log has the details)", "server_error")
+
+    @app.post("/v1/agents/{namespace}/{name}/chat", response_model=ChatReply,
+              summary="Send a message to an agent", responses={200: {"content": {"text/event-stream": {}}}})
+    async def chat_with_agent(namespace: str, name: str, body: ChatRequest, chat: Service, key: Caller) -> Any:
+        agent = await chat.agent(key, namespace, name)
+        turn = await chat.begin(key, agent, body.session_id, [ChatMessage("user", body.message)])
+        request = chat.request_body(turn)
+        headers = {SESSION_HEADER: turn.session_id}
+        if not body.stream:
+            done = await chat.complete(turn, request)
+            return JSONResponse(ChatReply(session_id=turn.session_id, reply=done.reply, model=done.model,
+                                          finish_reason=done.finish_reason, usage=done.usage.as_dict()).model_dump(),
+                                headers=headers)
+        relay = await chat.open_stream(turn, request)
+        return StreamingResponse(_native_events(turn, relay), media_type="text/event-stream",
+                                 headers={**headers, "Cache-Control": "no-cache"})
+
+    @app.post("/v1/chat/completions", summary="OpenAI-compatible chat completion; model names an agent")
+    async def chat_completions(body: CompletionRequest, chat: Service, key: Caller,
+                               x_session_id: Annotated[str | None, Header()] = None) -> Any:
+        namespace, _, name = body.model.partition("/")
+        if not namespace or not name or "/" in name:
+            raise ChatError(404, f"model {body.model!r} must name an agent as namespace/name", "not_found_error")
+        agent = await chat.agent(key, namespace, name)
+        new = [ChatMessage(m.role, m.text()) for m in body.messages]
+        turn = await chat.begin(key, agent, body.session_id or x_session_id, new)
+        limit = body.max_completion_tokens or body.max_tokens
+        request = chat.request_body(turn, temperature=body.temperature, max_tokens=limit)
+        headers = {SESSION_HEADER: turn.session_id}
+        if not body.stream:
+            done = await chat.complete(turn, request)
+            return JSONResponse({**done.raw, "model": agent.key}, headers=headers)
+        relay = await chat.open_stream(turn, request)
+        usage = bool((body.stream_options or {}).get("include_usage"))
+        return StreamingResponse(_openai_events(agent.key, relay, usage), media_type="text/event-stream",
+                                 headers={**headers, "Cache-Control": "no-cache"})
+
+    @app.get("/v1/models", summary="The agents this key may chat with, as OpenAI models")
+    async def models(chat: Service, key: Caller) -> dict[str, Any]:
+        return {"object": "list", "data": [
+            {"id": a.key, "object": "model", "created": 0, "owned_by": "agent-reconciler", "model": a.model}
+            for a in await chat.chat_agents(key)]}
+
+    @app.get("/v1/sessions/{session_id}", summary="A stored conversation (only for the key that started it)")
+    async def get_session(session_id: str, chat: Service, key: Caller) -> dict[str, Any]:
+        view = await chat.session(key, session_id)
+        return {"id": view.id, "agent": view.agent, "created_at": view.created_at.isoformat(),
+                "updated_at": view.updated_at.isoformat(), "messages": [
+                    {"position": m.position, "role": m.role, "content": m.content, "model": m.model,
+                     "finish_reason": m.finish_reason, "usage": m.usage.as_dict(),
+                     "created_at": m.created_at.isoformat()} for m in view.messages]}
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(chat: Service) -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            await anyio.to_thread.run_sync(_ping, engine)
+            checks["database"] = "ok"
+        except Exception as error:  # noqa: BLE001 - any failure means not ready; the reason is reported
+            checks["database"] = f"unavailable: {error.__class__.__name__}"
+        checks["gateway"] = await chat.gateway.check() or "ok"
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_text() -> Response:
+        return Response(metrics.text(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def _ping(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+async def _native_events(turn: Turn, relay: Relay) -> AsyncIterator[bytes]:
+    yield _sse("session", {"session_id": turn.session_id})
+    try:
+        async for chunk in relay.chunks():
+            for choice in chunk.get("choices") or ():
+                content = (choice.get("delta") or {}).get("content")
+                if content:
+                    yield _sse("delta", {"content": content})
+    except Exception as error:  # noqa: BLE001 - a failure mid-stream is told to the client, then the stream ends
+        yield _sse("error", _stream_error(error))
+        return
+    yield _sse("done", {"session_id": turn.session_id, "model": relay.model, "finish_reason": relay.finish_reason,
+                        "usage": relay.usage.as_dict()})
+
+
+def _stream_error(error: Exception) -> dict[str, Any]:
+    if isinstance(error, GatewayError):
+        return {"error": {"message": error.message, "type": "gateway_error", "code": error.status}}
+    log.error("a streamed reply failed", exc_info=error)
+    return {"error": {"message": "internal error (the server log has the details)", "type": "server_error",
+                      "code": 500}}
+
+
+async def _openai_events(agent: str, relay: Relay, include_usage: bool) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in relay.chunks():
+            chunk = {**chunk, "model": agent}
+            if not include_usage:
+                if not chunk.get("choices"):
+                    continue
+                chunk.pop("usage", None)
+            yield _sse(None, chunk)
+    except Exception as error:  # noqa: BLE001 - see _native_events
+        yield _sse(None, _stream_error(error))
+        return
+    yield b"data: [DONE]\n\n"

@@ -1,0 +1,137 @@
+"""`reconcile serve` and `reconcile keys`: the chat endpoint's commands.
+
+FastAPI and uvicorn are imported only when `serve` runs, so other commands stay quick to start.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from reconciler import logs
+from reconciler.config import DATABASE_OPTION, LOCK_TIMEOUT_OPTION, HostPort, gateway_key, state_url
+from reconciler.errors import ConfigError
+from reconciler.store.embedded import open_state
+
+
+@click.command()
+@click.option("--listen", type=HostPort(), default="127.0.0.1:8080", show_default=True, envvar="RECONCILER_LISTEN",
+              help="Address to serve on (:PORT for every interface). [env: RECONCILER_LISTEN]")
+@click.option("--gateway-url", envvar="LITELLM_API_BASE", default=None, metavar="URL",
+              help="The LiteLLM gateway every chat goes through. [env: LITELLM_API_BASE]")
+@click.option("--gateway-key-file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              envvar="RECONCILER_GATEWAY_KEY_FILE",
+              help="File holding the gateway key; default LITELLM_API_KEY. [env: RECONCILER_GATEWAY_KEY_FILE]")
+@click.option("--gateway-timeout", type=click.FloatRange(0.1), default=120.0, show_default=True,
+              envvar="RECONCILER_GATEWAY_TIMEOUT",
+              help="Seconds to wait for the gateway (for a stream: for its first and each next token); "
+                   "then 504. [env: RECONCILER_GATEWAY_TIMEOUT]")
+@click.option("--history-messages", type=click.IntRange(0), default=50, show_default=True,
+              help="Most stored messages of a session sent with a new message.")
+@click.option("--history-tokens", type=click.IntRange(0), default=16000, show_default=True,
+              help="About how many tokens of system prompt, history and new message are sent (oldest history "
+                   "is left out first; estimated at four characters a token).")
+@click.option("--max-body-size", type=click.IntRange(1024), default=1 << 20, show_default=True,
+              help="Largest request body, in bytes; larger ones get 413.")
+@DATABASE_OPTION
+@LOCK_TIMEOUT_OPTION
+def serve(listen: tuple[str, int], gateway_url: str | None, gateway_key_file: str | None, gateway_timeout: float,
+          history_messages: int, history_tokens: int, max_body_size: int, database: str | None,
+          lock_timeout: float) -> None:
+    """Serve the chat endpoint: messages to synced agents go through the LiteLLM gateway, sessions are stored.
+
+    \b
+    POST /v1/agents/{namespace}/{name}/chat   {"message": ..., "session_id"?: ..., "stream"?: true}
+    POST /v1/chat/completions                 OpenAI-compatible; "model": "namespace/name"
+    GET  /v1/models, /v1/sessions/{id}, /healthz, /readyz, /metrics, /docs
+    Requests need `Authorization: Bearer <key>` (reconcile keys create NAME).
+    """
+    if not gateway_url:
+        raise ConfigError("no LiteLLM gateway: set LITELLM_API_BASE or pass --gateway-url "
+                          "(for example http://litellm:4000)")
+    key = gateway_key(gateway_key_file)
+    import uvicorn
+
+    from reconciler.chat.app import create_app
+    from reconciler.chat.context import Budget
+
+    logs.configure()
+    state = open_state(state_url(database), create=True, lock_timeout=lock_timeout)
+    assert state.engine is not None
+    app = create_app(state.engine, gateway_url, key, gateway_timeout=gateway_timeout,
+                     budget=Budget(history_messages, history_tokens), max_body=max_body_size)
+    host, port = listen
+    click.echo(f"serving chat on http://{host}:{port} (gateway {gateway_url})", err=True)
+    # uvicorn handles SIGTERM: it stops accepting, lets running requests finish, then runs the lifespan's end.
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=30,
+                server_header=False)
+
+
+@click.group()
+def keys() -> None:
+    """Manage the chat endpoint's API keys (stored hashed; a key is shown once)."""
+
+
+@keys.command(name="create")
+@click.argument("name")
+@click.option("-n", "--namespace", "namespaces", multiple=True, metavar="NS",
+              help="Only agents in this namespace (repeat for several); default every namespace.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@DATABASE_OPTION
+def create_key(name: str, namespaces: tuple[str, ...], output: str, database: str | None) -> None:
+    """Create a key; its value is printed once, on stdout."""
+    from reconciler.chat.keys import KeyStore
+
+    info, key = KeyStore(_engine(database)).create(name, namespaces or None)
+    if output == "json":
+        click.echo(json.dumps({**_key_document(info), "key": key}, indent=2))
+        return
+    click.echo(key)
+    click.echo(f"created key {info.name!r} ({info.prefix}…) for {info.scope}; it is not shown again", err=True)
+
+
+@keys.command(name="list")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@DATABASE_OPTION
+def list_keys(output: str, database: str | None) -> None:
+    """List keys (never their values)."""
+    from reconciler.chat.keys import KeyStore
+
+    found = KeyStore(_engine(database)).list()
+    if output == "json":
+        click.echo(json.dumps([_key_document(k) for k in found], indent=2))
+        return
+    if not found:
+        click.echo("no keys (create one with `reconcile keys create NAME`)")
+        return
+    click.echo(f"{'NAME':20}  {'PREFIX':14}  {'NAMESPACES':20}  {'CREATED':16}  {'LAST USED':16}  STATUS")
+    for k in found:
+        used = f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never"
+        status = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        click.echo(f"{k.name[:20]:20}  {k.prefix + '…':14}  {k.scope[:20]:20}  {k.created_at:%Y-%m-%d %H:%M}  "
+                   f"{used:16}  {status}")
+
+
+@keys.command(name="revoke")
+@click.argument("name")
+@DATABASE_OPTION
+def revoke_key(name: str, database: str | None) -> None:
+    """Revoke a key: requests with it get 401 from then on."""
+    from reconciler.chat.keys import KeyStore
+
+    info = KeyStore(_engine(database)).revoke(name)
+    click.echo(f"key {info.name!r} ({info.prefix}…) revoked")
+
+
+def _engine(database: str | None) -> Any:
+    state = open_state(state_url(database), create=True)
+    assert state.engine is not None
+    return state.engine
+
+
+def _key_document(info: Any) -> dict[str, Any]:
+    return {"name": info.name, "prefix": info.prefix, "namespaces": list(info.namespaces) if info.namespaces else None,
+            "createdAt": info.created_at.isoformat(),
+            "lastUsedAt": info.last_used_at.isoformat() if info.last_used_at else None,
+            "revokedAt": info.revoked_at.isoformat() if info.revoked_at else None}

@@ -1,0 +1,200 @@
+"""One chat turn from request to stored reply, shared by the native and the OpenAI-compatible routes.
+
+The user's message is stored before the gateway is called and the reply after it; whatever
+happens in between (gateway down, slow, a stream cut off, the client gone) is stored too.
+Database calls are synchronous SQLAlchemy, run in worker threads.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+from sqlalchemy.exc import SQLAlchemyError
+
+from reconciler.chat.context import Budget, Message
+from reconciler.chat.gateway import Gateway, GatewayError, UpstreamStream
+from reconciler.chat.keys import KeyInfo, KeyStore
+from reconciler.chat.sessions import ChatAgent, SessionNotFound, SessionStore, SessionView, Turn, Usage
+from reconciler.metrics import ChatMetrics
+
+T = TypeVar("T")
+log = logging.getLogger("reconciler.chat")
+
+
+class ChatError(Exception):
+    """An answer other than success: HTTP `status`, an OpenAI-style error `type`, a message for the caller."""
+
+    def __init__(self, status: int, message: str, type_: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.headers = status, message, type_, headers or {}
+
+
+@dataclass(frozen=True)
+class Completion:
+    reply: str
+    model: str | None
+    usage: Usage
+    finish_reason: str | None
+    raw: dict[str, Any]
+
+
+def _usage(data: dict[str, Any] | None) -> Usage:
+    data = data or {}
+    return Usage(data.get("prompt_tokens"), data.get("completion_tokens"))
+
+
+class ChatService:
+    def __init__(self, sessions: SessionStore, keys: KeyStore, gateway: Gateway, budget: Budget,
+                 metrics: ChatMetrics) -> None:
+        self.sessions, self.keys, self.gateway = sessions, keys, gateway
+        self.budget, self.metrics = budget, metrics
+
+    async def authenticate(self, authorization: str | None) -> KeyInfo:
+        scheme, _, key = (authorization or "").partition(" ")
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if scheme.lower() != "bearer" or not key.strip():
+            raise ChatError(401, "an API key is required: send 'Authorization: Bearer <key>' "
+                                 "(create one with `reconcile keys create NAME`)", "authentication_error", challenge)
+        info = await self._db(self.keys.verify, key.strip())
+        if info is None:
+            raise ChatError(401, "unknown API key", "authentication_error", challenge)
+        if info.revoked_at is not None:
+            raise ChatError(401, f"API key {info.name!r} was revoked", "authentication_error", challenge)
+        return info
+
+    async def agent(self, key: KeyInfo, namespace: str, name: str) -> ChatAgent:
+        if not key.allows(namespace):
+            raise ChatError(403, f"API key {key.name!r} may use agents in {key.scope}, not in namespace "
+                                 f"{namespace!r}", "permission_error")
+        agent = await self._db(self.sessions.agent, namespace, name)
+        if agent is None:
+            raise ChatError(404, f"no synced agent {namespace}/{name} (an agent answers once a revision "
+                                 "declaring it has been applied)", "not_found_error")
+        if not agent.chat_enabled:
+            raise ChatError(403, f"agent {agent.key} does not have chat enabled (set spec.chat.enabled: true "
+                                 "and sync)", "permission_error")
+        return agent
+
+    async def begin(self, key: KeyInfo, agent: ChatAgent, session_id: str | None, new: Sequence[Message]) -> Turn:
+        try:
+            return await self._db(self.sessions.begin_turn, agent, key.id, session_id, new, self.budget)
+        except SessionNotFound:
+            raise ChatError(404, f"no session {session_id} of agent {agent.key} for this key",
+                            "not_found_error") from None
+
+    async def chat_agents(self, key: KeyInfo) -> list[ChatAgent]:
+        return [a for a in await self._db(self.sessions.chat_agents) if key.allows(a.namespace)]
+
+    async def session(self, key: KeyInfo, session_id: str) -> SessionView:
+        try:
+            return await self._db(self.sessions.session, session_id, key.id)
+        except SessionNotFound:
+            raise ChatError(404, f"no session {session_id} for this key", "not_found_error") from None
+
+    def request_body(self, turn: Turn, *, temperature: float | None = None,
+                     max_tokens: int | None = None) -> dict[str, Any]:
+        """The gateway request: the agent's model; its temperature wins, its maxTokens caps the caller's."""
+        agent = turn.agent
+        body: dict[str, Any] = {"model": agent.model, "messages": [m.as_dict() for m in turn.messages]}
+        chosen_temperature = agent.temperature if agent.temperature is not None else temperature
+        if chosen_temperature is not None:
+            body["temperature"] = chosen_temperature
+        limits = [v for v in (agent.max_tokens, max_tokens) if v is not None]
+        if limits:
+            body["max_tokens"] = min(limits)
+        return body
+
+    async def complete(self, turn: Turn, body: dict[str, Any]) -> Completion:
+        try:
+            data = await self.gateway.complete(body)
+        except GatewayError as error:
+            await self._failed(turn, error)
+            raise ChatError(error.status, error.message, "gateway_error") from None
+        choice = data["choices"][0]
+        completion = Completion(str(choice["message"].get("content") or ""), data.get("model"),
+                                _usage(data.get("usage")), choice.get("finish_reason"), data)
+        await self._db(self.sessions.finish_turn, turn, completion.reply, model=completion.model,
+                       usage=completion.usage, finish_reason=completion.finish_reason)
+        self.metrics.used(turn.agent.namespace, turn.agent.name, completion.usage.prompt_tokens,
+                          completion.usage.completion_tokens)
+        return completion
+
+    async def open_stream(self, turn: Turn, body: dict[str, Any]) -> Relay:
+        """Open the gateway's stream; a failure before the first token is a ChatError here."""
+        try:
+            upstream = await self.gateway.stream({**body, "stream_options": {"include_usage": True}})
+        except GatewayError as error:
+            await self._failed(turn, error)
+            raise ChatError(error.status, error.message, "gateway_error") from None
+        return Relay(self, turn, upstream)
+
+    async def _failed(self, turn: Turn, error: GatewayError, partial: str = "", model: str | None = None) -> None:
+        self.metrics.gateway_errors.labels(error.reason).inc()
+        await _shielded(self.sessions.record_error, turn, error.message, partial=partial, model=model)
+
+    async def _db(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return await anyio.to_thread.run_sync(lambda: call(*args, **kwargs))
+        except SQLAlchemyError as error:
+            raise ChatError(503, f"the state database is unavailable ({error.__class__.__name__}); "
+                                 "try again", "service_unavailable") from None
+
+
+class Relay:
+    """A reply streaming from the gateway: `chunks()` yields the gateway's chunks while keeping the text,
+    then stores the reply; a gateway failure or the caller going away stores what happened instead."""
+
+    def __init__(self, service: ChatService, turn: Turn, upstream: UpstreamStream) -> None:
+        self.service, self.turn, self.upstream = service, turn, upstream
+        self.parts: list[str] = []
+        self.usage = Usage()
+        self.model: str | None = None
+        self.finish_reason: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+        service, turn = self.service, self.turn
+        outcome = "disconnected"
+        try:
+            async for chunk in self.upstream.chunks():
+                self.model = chunk.get("model") or self.model
+                for choice in chunk.get("choices") or ():
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        self.parts.append(content)
+                    self.finish_reason = choice.get("finish_reason") or self.finish_reason
+                if chunk.get("usage"):
+                    self.usage = _usage(chunk["usage"])
+                yield chunk
+            outcome = "finished"
+        except GatewayError as error:
+            outcome = "failed"
+            await service._failed(turn, error, self.text, self.model)
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.upstream.aclose()
+            if outcome == "finished":
+                await _shielded(service.sessions.finish_turn, turn, self.text, model=self.model, usage=self.usage,
+                                finish_reason=self.finish_reason)
+                service.metrics.used(turn.agent.namespace, turn.agent.name, self.usage.prompt_tokens,
+                                     self.usage.completion_tokens)
+            elif outcome == "disconnected":
+                await _shielded(service.sessions.record_error, turn,
+                                f"the client disconnected after {len(self.text)} character(s) of the reply",
+                                partial=self.text, model=self.model, finish_reason="client_disconnected")
+
+
+async def _shielded(call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    # Runs even while the request is being cancelled (client gone): the session must say what happened.
+    with anyio.CancelScope(shield=True):
+        try:
+            await anyio.to_thread.run_sync(lambda: call(*args, **kwargs))
+        except SQLAlchemyError:
+            log.exception("could not record the end of a chat turn")

@@ -1,0 +1,143 @@
+"""Fixtures of the chat tests: the fake model, the real LiteLLM proxy in front of it, and the chat app
+served over real HTTP on a database whose agents were synced by `reconcile apply`."""
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from click.testing import CliRunner
+from databases import postgres_database
+from fakellm import FakeModelServer
+from litellm_gateway import INSTALL_HINT, LiteLLMGateway, find_litellm, free_port
+
+from reconciler.chat.app import create_app
+from reconciler.chat.context import Budget
+from reconciler.chat.keys import KeyStore
+from reconciler.cli import main
+from reconciler.store.embedded import connect
+
+AGENTS = """apiVersion: agent-reconciler/v1alpha1
+kind: Agent
+metadata: {name: triage, namespace: support}
+spec:
+  model: gpt-4o-mini
+  systemPrompt: You triage support tickets.
+  image: ghcr.io/acme/harness:1.4
+  chat: {enabled: true, temperature: 0.2, maxTokens: 256}
+---
+apiVersion: agent-reconciler/v1alpha1
+kind: Agent
+metadata: {name: reviewer, namespace: code}
+spec:
+  model: claude-sonnet
+  systemPrompt: You review code.
+  image: ghcr.io/acme/harness:1.4
+  chat: {enabled: true}
+---
+apiVersion: agent-reconciler/v1alpha1
+kind: Agent
+metadata: {name: batch, namespace: support}
+spec:
+  model: gpt-4o-mini
+  image: ghcr.io/acme/harness:1.4
+"""
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeModelServer]:
+    server = FakeModelServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def gateway(upstream: FakeModelServer) -> Iterator[LiteLLMGateway]:
+    binary = find_litellm()
+    if binary is None:
+        pytest.fail(f"the LiteLLM proxy is not installed: {INSTALL_HINT}")
+    proxy = LiteLLMGateway(binary, upstream.url, Path(tempfile.mkdtemp(prefix="litellm-"))).start()
+    yield proxy
+    proxy.stop()
+
+
+def apply(folder: Path, database: str) -> None:
+    result = CliRunner().invoke(main, ["apply", str(folder), "--work-tree", "--database", database])
+    assert result.exit_code == 0, result.output
+
+
+class Served:
+    """An ASGI app served by uvicorn in a thread, on a free loopback port."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
+                                                    access_log=False, lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the chat app did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@dataclass
+class ChatSetup:
+    url: str
+    key: str
+    database: str
+    folder: Path
+    upstream: FakeModelServer
+    gateway: LiteLLMGateway
+
+    def client(self, key: str | None = None, **kwargs: Any) -> httpx.Client:
+        token = self.key if key is None else key
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+
+    def chat(self, agent: str, message: str, **fields: Any) -> httpx.Response:
+        with self.client() as client:
+            return client.post(f"/v1/agents/{agent}/chat", json={"message": message, **fields})
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        with self.client() as client:
+            answer = client.get(f"/v1/sessions/{session_id}")
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+
+@pytest.fixture
+def chat_app(gateway: LiteLLMGateway, upstream: FakeModelServer, tmp_path: Path, request: Any) -> Iterator[ChatSetup]:
+    """Agents applied to a fresh PostgreSQL database, one key, the app on it. Options through
+    `@pytest.mark.chat(gateway_url=..., gateway_timeout=..., budget=Budget(...), max_body=...)`."""
+    marker = request.node.get_closest_marker("chat")
+    options: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    upstream.reset()
+    folder = tmp_path / "agents"
+    folder.mkdir()
+    (folder / "agents.yaml").write_text(AGENTS)
+    with postgres_database() as database:
+        assert CliRunner().invoke(main, ["migrate", "--database", database]).exit_code == 0
+        apply(folder, database)
+        engine = connect(database)
+        _, key = KeyStore(engine).create("tests")
+        app = create_app(engine, options.pop("gateway_url", gateway.url), gateway.key,
+                         gateway_timeout=options.pop("gateway_timeout", 30.0),
+                         budget=options.pop("budget", Budget()), **options)
+        with Served(app) as served:
+            yield ChatSetup(f"http://127.0.0.1:{served.port}", key, database, folder, upstream, gateway)
+        engine.dispose()

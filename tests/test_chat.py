@@ -1,0 +1,369 @@
+"""The chat endpoint over real HTTP, through the real LiteLLM proxy to a fake model, sessions in PostgreSQL."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+from chatting import apply
+from litellm_gateway import free_port
+
+from reconciler.chat.context import Budget
+
+
+def events(response: httpx.Response) -> list[tuple[str, dict]]:
+    found, name = [], None
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            found.append((name, json.loads(line[6:])))
+    return found
+
+
+def test_a_turn_reaches_the_model_with_the_agents_prompt_history_and_settings(chat_app):
+    first = chat_app.chat("support/triage", "my printer is on fire")
+    assert first.status_code == 200, first.text
+    reply = first.json()
+    assert reply["reply"] == "echo: my printer is on fire"
+    assert reply["model"] == "gpt-4o-mini" and reply["finish_reason"] == "stop"
+    assert reply["usage"] == {"prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15}
+    assert first.headers["x-session-id"] == reply["session_id"]
+
+    second = chat_app.chat("support/triage", "it stopped", session_id=reply["session_id"])
+    assert second.status_code == 200, second.text
+    sent = chat_app.upstream.requests[-1]
+    assert sent["model"] == "gpt-4o-mini"
+    assert sent["temperature"] == 0.2 and sent["max_tokens"] == 256
+    assert sent["messages"] == [
+        {"role": "system", "content": "You triage support tickets."},
+        {"role": "user", "content": "my printer is on fire"},
+        {"role": "assistant", "content": "echo: my printer is on fire"},
+        {"role": "user", "content": "it stopped"}]
+
+    stored = chat_app.session(reply["session_id"])
+    assert stored["agent"] == "support/triage"
+    assert [(m["position"], m["role"], m["content"]) for m in stored["messages"]] == [
+        (0, "user", "my printer is on fire"), (1, "assistant", "echo: my printer is on fire"),
+        (2, "user", "it stopped"), (3, "assistant", "echo: it stopped")]
+    assert stored["messages"][1]["model"] == "gpt-4o-mini"
+    assert stored["messages"][1]["usage"]["completion_tokens"] == 6
+
+
+def test_a_streamed_reply_arrives_token_by_token_and_is_stored_whole(chat_app):
+    with chat_app.client() as client, client.stream(
+            "POST", "/v1/agents/code/reviewer/chat", json={"message": "review this diff please", "stream": True}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        found = events(r)
+    names = [name for name, _ in found]
+    assert names[0] == "session" and names[-1] == "done"
+    deltas = [data["content"] for name, data in found if name == "delta"]
+    assert len(deltas) == 5 and "".join(deltas) == "echo: review this diff please"
+    done = found[-1][1]
+    assert done["finish_reason"] == "stop" and done["usage"]["completion_tokens"] == 5
+    assert chat_app.upstream.requests[-1]["model"] == "claude-sonnet"
+    assert chat_app.upstream.requests[-1]["stream"] is True
+    stored = chat_app.session(found[0][1]["session_id"])["messages"]
+    assert [(m["role"], m["content"], m["finish_reason"]) for m in stored] == [
+        ("user", "review this diff please", None), ("assistant", "echo: review this diff please", "stop")]
+    assert stored[1]["usage"]["prompt_tokens"] is not None
+
+
+def test_the_official_openai_client_works_unchanged(chat_app):
+    client = openai.OpenAI(base_url=f"{chat_app.url}/v1", api_key=chat_app.key, max_retries=0)
+    assert [m.id for m in client.models.list()] == ["code/reviewer", "support/triage"]
+
+    raw = client.chat.completions.with_raw_response.create(
+        model="support/triage", messages=[{"role": "user", "content": "hello"}], temperature=0.9, max_tokens=1000)
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "echo: hello"
+    assert completion.model == "support/triage"
+    sent = chat_app.upstream.requests[-1]
+    # The agent's temperature wins; its maxTokens caps the caller's.
+    assert sent["temperature"] == 0.2 and sent["max_tokens"] == 256
+    session = raw.headers["x-session-id"]
+
+    stream = client.chat.completions.create(model="support/triage", messages=[{"role": "user", "content": "again"}],
+                                            stream=True, extra_headers={"X-Session-Id": session})
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == "echo: again"
+    assert [m["role"] for m in chat_app.upstream.requests[-1]["messages"]] == ["system", "user", "assistant", "user"]
+    assert [m["content"] for m in chat_app.session(session)["messages"]] == [
+        "hello", "echo: hello", "again", "echo: again"]
+
+    with_usage = client.chat.completions.create(model="support/triage", stream=True,
+                                                messages=[{"role": "user", "content": "count"}],
+                                                stream_options={"include_usage": True})
+    usage = [chunk.usage for chunk in with_usage if chunk.usage]
+    assert usage and usage[-1].completion_tokens == 2
+
+    with pytest.raises(openai.NotFoundError, match="no synced agent support/nobody"):
+        client.chat.completions.create(model="support/nobody", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.NotFoundError, match="namespace/name"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{chat_app.url}/v1", api_key="ark_nope", max_retries=0).models.list()
+
+
+def test_keys_unknown_agents_and_disabled_chat_are_refused_clearly(chat_app):
+    from reconciler.chat.keys import KeyStore
+    from reconciler.store.embedded import connect
+
+    body = {"message": "hi"}
+    with chat_app.client(key="") as anonymous:
+        answer = anonymous.post("/v1/agents/support/triage/chat", json=body)
+    assert answer.status_code == 401 and "Authorization: Bearer" in answer.json()["error"]["message"]
+    assert answer.headers["www-authenticate"] == "Bearer"
+    with chat_app.client(key="ark_" + "x" * 40) as stranger:
+        assert stranger.post("/v1/agents/support/triage/chat", json=body).json()["error"]["message"] == \
+            "unknown API key"
+
+    store = KeyStore(connect(chat_app.database))
+    _, scoped = store.create("code-only", ("code",))
+    with chat_app.client(key=scoped) as client:
+        assert client.post("/v1/agents/code/reviewer/chat", json=body).status_code == 200
+        refused = client.post("/v1/agents/support/triage/chat", json=body)
+        assert refused.status_code == 403
+        assert refused.json()["error"]["message"] == \
+            "API key 'code-only' may use agents in code, not in namespace 'support'"
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["code/reviewer"]
+    store.revoke("code-only")
+    with chat_app.client(key=scoped) as client:
+        revoked = client.post("/v1/agents/code/reviewer/chat", json=body)
+    assert revoked.status_code == 401 and revoked.json()["error"]["message"] == "API key 'code-only' was revoked"
+
+    missing = chat_app.chat("support/nobody", "hi")
+    assert missing.status_code == 404 and "no synced agent support/nobody" in missing.json()["error"]["message"]
+    disabled = chat_app.chat("support/batch", "hi")
+    assert disabled.status_code == 403
+    assert disabled.json()["error"]["message"] == ("agent support/batch does not have chat enabled "
+                                                   "(set spec.chat.enabled: true and sync)")
+    assert chat_app.upstream.bodies_with("hi") == [chat_app.upstream.requests[0]]  # only the allowed call went out
+
+
+def test_sessions_belong_to_their_key_and_agent(chat_app):
+    from reconciler.chat.keys import KeyStore
+    from reconciler.store.embedded import connect
+
+    session = chat_app.chat("support/triage", "mine").json()["session_id"]
+    _, other = KeyStore(connect(chat_app.database)).create("other")
+    with chat_app.client(key=other) as client:
+        assert client.get(f"/v1/sessions/{session}").status_code == 404
+        stolen = client.post("/v1/agents/support/triage/chat", json={"message": "x", "session_id": session})
+        assert stolen.status_code == 404
+    wrong_agent = chat_app.chat("code/reviewer", "x", session_id=session)
+    assert wrong_agent.status_code == 404
+    assert wrong_agent.json()["error"]["message"] == f"no session {session} of agent code/reviewer for this key"
+    assert len(chat_app.session(session)["messages"]) == 2
+
+
+@pytest.mark.chat(max_body=4096)
+def test_bad_and_oversized_requests_name_the_problem(chat_app):
+    with chat_app.client() as client:
+        too_big = client.post("/v1/agents/support/triage/chat", json={"message": "x" * 5000})
+        assert too_big.status_code == 413
+        assert too_big.json()["error"]["message"] == "the request body is larger than 4096 bytes"
+
+        def chunks():
+            for _ in range(10):
+                yield b'{"message": "' + b"y" * 1000
+
+        chunked = client.post("/v1/agents/support/triage/chat", content=chunks(),
+                              headers={"Content-Type": "application/json"})
+        assert chunked.status_code == 413
+        missing = client.post("/v1/agents/support/triage/chat", json={"mesage": "typo"})
+        assert missing.status_code == 400
+        assert missing.json()["error"]["message"] == (
+            "invalid request: body.message: Field required; body.mesage: Extra inputs are not permitted")
+        empty = client.post("/v1/chat/completions", json={"model": "support/triage", "messages": []})
+        assert empty.status_code == 400 and "body.messages" in empty.json()["error"]["message"]
+    assert chat_app.upstream.requests == []
+
+
+@pytest.mark.chat(gateway_url=f"http://127.0.0.1:{free_port()}")
+def test_a_gateway_that_is_down_gives_502_and_the_message_is_kept(chat_app):
+    answer = chat_app.chat("support/triage", "anyone there?")
+    assert answer.status_code == 502
+    message = answer.json()["error"]["message"]
+    assert message.startswith("the LiteLLM gateway at http://127.0.0.1:") and "is unreachable" in message
+    assert chat_app.gateway.key not in answer.text and "Traceback" not in answer.text
+    stored = chat_app.session(answer.headers.get("x-session-id") or _only_session(chat_app))["messages"]
+    assert [(m["role"], m["content"]) for m in stored] == [("user", "anyone there?"), ("error", message)]
+    with chat_app.client() as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"] == "ok"
+        assert "unreachable" in ready.json()["checks"]["gateway"]
+        streamed = client.post("/v1/agents/support/triage/chat", json={"message": "stream?", "stream": True})
+        assert streamed.status_code == 502
+
+
+def _only_session(chat_app) -> str:
+    from sqlalchemy import text
+
+    from reconciler.store.embedded import connect
+
+    with connect(chat_app.database).connect() as connection:
+        (session,) = connection.execute(text("SELECT id FROM chat_sessions")).scalars().all()
+    return session
+
+
+def test_an_upstream_failure_comes_back_as_502_with_the_gateways_reason(chat_app):
+    chat_app.upstream.fail_status = 500
+    answer = chat_app.chat("support/triage", "fail please")
+    assert answer.status_code == 502
+    message = answer.json()["error"]["message"]
+    assert message.startswith("the LiteLLM gateway answered HTTP 500: ") and "upstream failure 500" in message
+    assert chat_app.gateway.key not in answer.text
+    session = _only_session(chat_app)
+    assert [m["role"] for m in chat_app.session(session)["messages"]] == ["user", "error"]
+    with chat_app.client() as client:
+        metrics = client.get("/metrics").text
+    assert 'agent_reconciler_chat_gateway_errors_total{reason="status"} 1.0' in metrics
+
+
+@pytest.mark.chat(gateway_timeout=1.0)
+def test_a_slow_gateway_gives_504_within_the_timeout(chat_app):
+    chat_app.upstream.delay = 4
+    started = time.monotonic()
+    answer = chat_app.chat("support/triage", "take your time")
+    took = time.monotonic() - started
+    assert answer.status_code == 504
+    assert answer.json()["error"]["message"] == "the LiteLLM gateway did not answer within 1s"
+    assert took < 3
+    with chat_app.client() as client:
+        streamed = client.post("/v1/agents/support/triage/chat", json={"message": "slow stream", "stream": True})
+    assert streamed.status_code == 504
+    roles = sorted(m["role"] for s in _sessions(chat_app) for m in chat_app.session(s)["messages"])
+    assert roles == ["error", "error", "user", "user"]
+
+
+def _sessions(chat_app) -> list[str]:
+    from sqlalchemy import text
+
+    from reconciler.store.embedded import connect
+
+    with connect(chat_app.database).connect() as connection:
+        return list(connection.execute(text("SELECT id FROM chat_sessions ORDER BY created_at")).scalars())
+
+
+def test_a_client_leaving_mid_stream_is_recorded_and_the_partial_reply_is_not_sent_back(chat_app):
+    chat_app.upstream.token_delay = 0.3
+    words = " ".join(f"w{i}" for i in range(20))
+    with chat_app.client() as client, client.stream(
+            "POST", "/v1/agents/support/triage/chat", json={"message": words, "stream": True}) as r:
+        lines = r.iter_lines()
+        session = None
+        for line in lines:
+            if line.startswith("data: ") and session is None:
+                session = json.loads(line[6:])["session_id"]
+            if line.startswith("event: delta"):
+                break
+    deadline = time.monotonic() + 10
+    while True:
+        stored = chat_app.session(session)["messages"]
+        if len(stored) == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [m["role"] for m in stored] == ["user", "assistant", "error"]
+    assert stored[1]["finish_reason"] == "client_disconnected"
+    assert stored[1]["content"].startswith("echo:") and len(stored[1]["content"]) < len("echo: " + words)
+    assert stored[2]["content"].startswith("the client disconnected after ")
+    chat_app.upstream.token_delay = 0
+    assert chat_app.chat("support/triage", "next", session_id=session).status_code == 200
+    assert [m["role"] for m in chat_app.upstream.requests[-1]["messages"]] == ["system", "user", "user"]
+
+
+def test_concurrent_sessions_do_not_mix(chat_app):
+    errors: list[str] = []
+    sessions: dict[int, str] = {}
+
+    def talk(n: int) -> None:
+        with chat_app.client() as client:
+            session = None
+            for turn in range(3):
+                body = {"message": f"client{n} turn{turn}", **({"session_id": session} if session else {})}
+                answer = client.post("/v1/agents/support/triage/chat", json=body)
+                if answer.status_code != 200:
+                    errors.append(answer.text)
+                    return
+                session = answer.json()["session_id"]
+        sessions[n] = session
+
+    threads = [threading.Thread(target=talk, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for n, session in sessions.items():
+        contents = [m["content"] for m in chat_app.session(session)["messages"]]
+        assert contents == [text for turn in range(3) for text in (f"client{n} turn{turn}", f"echo: client{n} turn{turn}")]
+    # Each model call saw only its own session's history.
+    for request in chat_app.upstream.requests:
+        owners = {m["content"].removeprefix("echo: ").split()[0] for m in request["messages"][1:]}
+        assert len(owners) == 1
+
+
+def test_parallel_turns_of_one_session_keep_every_message_in_order(chat_app):
+    session = chat_app.chat("support/triage", "start").json()["session_id"]
+
+    def turn(n: int) -> None:
+        assert chat_app.chat("support/triage", f"parallel {n}", session_id=session).status_code == 200
+
+    threads = [threading.Thread(target=turn, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stored = chat_app.session(session)["messages"]
+    assert [m["position"] for m in stored] == list(range(18))
+    assert sorted(m["content"] for m in stored if m["role"] == "user") == sorted(
+        ["start", *(f"parallel {n}" for n in range(8))])
+
+
+@pytest.mark.chat(budget=Budget(messages=2, tokens=100_000))
+def test_history_is_bounded_by_the_message_budget(chat_app):
+    session = None
+    for n in range(4):
+        answer = chat_app.chat("support/triage", f"message {n}", **({"session_id": session} if session else {}))
+        session = answer.json()["session_id"]
+    assert [m["content"] for m in chat_app.upstream.requests[-1]["messages"]] == [
+        "You triage support tickets.", "message 2", "echo: message 2", "message 3"]
+
+
+def test_a_merge_changes_behaviour_only_after_its_sync(chat_app):
+    specs = chat_app.folder / "agents.yaml"
+    specs.write_text(specs.read_text().replace("You triage support tickets.", "You are terse."))
+    chat_app.chat("support/triage", "before sync")
+    assert chat_app.upstream.requests[-1]["messages"][0]["content"] == "You triage support tickets."
+    apply(chat_app.folder, chat_app.database)
+    chat_app.chat("support/triage", "after sync")
+    assert chat_app.upstream.requests[-1]["messages"][0]["content"] == "You are terse."
+
+    specs.write_text(specs.read_text().replace("chat: {enabled: true, temperature: 0.2, maxTokens: 256}",
+                                               "chat: {enabled: false}"))
+    apply(chat_app.folder, chat_app.database)
+    assert chat_app.chat("support/triage", "now?").status_code == 403
+
+
+def test_health_readiness_metrics_and_openapi(chat_app):
+    chat_app.chat("support/triage", "count my tokens")
+    with chat_app.client(key="") as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json() == {
+            "status": "ready", "checks": {"database": "ok", "gateway": "ok"}}
+        metrics = client.get("/metrics").text
+        spec = client.get("/openapi.json").json()
+    assert ('agent_reconciler_chat_requests_total{code="200",route="/v1/agents/{namespace}/{name}/chat"} 1.0'
+            in metrics)
+    assert 'agent_reconciler_chat_tokens_total{agent="triage",namespace="support",type="completion"} 4.0' in metrics
+    assert 'agent_reconciler_chat_request_duration_seconds_count{route="/v1/agents/{namespace}/{name}/chat"} 1.0' \
+        in metrics
+    assert {"/v1/agents/{namespace}/{name}/chat", "/v1/chat/completions", "/v1/models",
+            "/v1/sessions/{session_id}"} <= set(spec["paths"])
