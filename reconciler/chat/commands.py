@@ -4,7 +4,10 @@ FastAPI and uvicorn are imported only when `serve` runs, so other commands stay 
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -63,9 +66,35 @@ def serve(listen: tuple[str, int], gateway_url: str | None, gateway_key_file: st
                      budget=Budget(history_messages, history_tokens), max_body=max_body_size)
     host, port = listen
     click.echo(f"serving chat on http://{host}:{port} (gateway {gateway_url})", err=True)
-    # uvicorn handles SIGTERM: it stops accepting, lets running requests finish, then runs the lifespan's end.
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=30,
-                server_header=False)
+    server = _server_class()(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                                    timeout_graceful_shutdown=30, server_header=False))
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits when it cannot bind; it has logged why
+        server.started = False
+    if not server.started:
+        raise ConfigError(f"could not serve on {host}:{port} (the reason is above; is the port in use?)")
+    click.echo("chat server stopped", err=True)
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, but a SIGTERM or SIGINT ends it with exit code 0: it stops accepting, lets
+        running requests finish (up to 30 s), closes the gateway client, and returns (uvicorn itself
+        raises the signal again afterwards, which would make a clean stop look like a kill)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
 
 
 @click.group()

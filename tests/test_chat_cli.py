@@ -1,0 +1,98 @@
+"""`reconcile keys` and `reconcile serve` as a user runs them."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+from click.testing import CliRunner
+from litellm_gateway import free_port
+
+from reconciler.cli import main
+
+
+def run(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+def test_keys_are_shown_once_and_stored_only_hashed(tmp_path):
+    database = str(tmp_path / "state.db")
+    created = run("keys", "create", "support-bot", "-n", "support", "-n", "ops", "--database", database)
+    assert created.exit_code == 0, created.output
+    key = created.stdout.strip()
+    assert key.startswith("ark_") and len(key) == 44
+    assert f"created key 'support-bot' ({key[:12]}…) for ops, support; it is not shown again" in created.stderr
+    assert key.encode() not in (tmp_path / "state.db").read_bytes()
+
+    listed = run("keys", "list", "--database", database)
+    assert listed.exit_code == 0
+    assert key not in listed.output and f"{key[:12]}…" in listed.output and "never" in listed.output
+
+    again = run("keys", "create", "support-bot", "--database", database)
+    assert again.exit_code == 2
+    assert "a key named 'support-bot' exists already" in again.stderr
+    bad = run("keys", "create", "Bad Name", "--database", database)
+    assert bad.exit_code == 2 and "key name 'Bad Name' must be" in bad.stderr
+
+    assert run("keys", "revoke", "support-bot", "--database", database).stdout == \
+        f"key 'support-bot' ({key[:12]}…) revoked\n"
+    document = json.loads(run("keys", "list", "-o", "json", "--database", database).stdout)
+    assert document[0]["name"] == "support-bot" and document[0]["namespaces"] == ["ops", "support"]
+    assert document[0]["revokedAt"] is not None and "key" not in document[0]
+    missing = run("keys", "revoke", "nobody", "--database", database)
+    assert missing.exit_code == 2 and "no key named 'nobody'" in missing.stderr
+
+
+def test_serve_needs_a_gateway(tmp_path):
+    result = run("serve", "--database", str(tmp_path / "s.db"), env={"LITELLM_API_BASE": ""})
+    assert result.exit_code == 2
+    assert "no LiteLLM gateway: set LITELLM_API_BASE or pass --gateway-url" in result.stderr
+    bad = run("serve", "--listen", "nowhere", "--gateway-url", "http://x")
+    assert bad.exit_code == 2 and "'nowhere' is not HOST:PORT" in bad.output
+
+
+def test_serve_answers_probes_and_stops_on_sigterm(tmp_path, gateway):
+    port = free_port()
+    env = {**os.environ, "LITELLM_API_BASE": gateway.url, "LITELLM_API_KEY": gateway.key,
+           "DATABASE_URL": str(tmp_path / "state.db")}
+    process = subprocess.Popen([sys.executable, "-m", "reconciler", "serve", "--listen", f"127.0.0.1:{port}"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read().decode()
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert ready.status_code == 200, ready.text
+        unauthorised = httpx.post(f"http://127.0.0.1:{port}/v1/agents/default/a/chat", json={"message": "x"})
+        assert unauthorised.status_code == 401
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    errors = process.stderr.read().decode()
+    assert f"serving chat on http://127.0.0.1:{port}" in errors
+    assert gateway.key not in errors
+
+
+def test_serve_on_a_taken_port_says_so(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", "--listen", f"127.0.0.1:{port}", "--gateway-url", "http://127.0.0.1:1",
+                     "--database", str(tmp_path / "s.db"))
+    assert result.exit_code == 2
+    assert f"could not serve on 127.0.0.1:{port}" in result.stderr
