@@ -15,6 +15,7 @@ import anyio
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -161,13 +162,15 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
     app.add_middleware(Guard, max_body=max_body, metrics=metrics)
     app.state.metrics = metrics
 
-    def service() -> ChatService:
-        return holder["service"]
+    bearer = HTTPBearer(auto_error=False, description="A key from `reconcile keys create NAME`.")
 
-    Service = Annotated[ChatService, Depends(service)]
+    def token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str | None:
+        return credentials.credentials if credentials else None
 
-    async def caller(chat: Service, authorization: Annotated[str | None, Header()] = None) -> KeyInfo:
-        return await chat.authenticate(authorization)
+    Token = Annotated[str | None, Depends(token)]
+
+    async def caller(key: Token) -> KeyInfo:
+        return await holder["service"].authenticate(key)
 
     Caller = Annotated[KeyInfo, Depends(caller)]
 
@@ -193,9 +196,9 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
 
     @app.post("/v1/agents/{namespace}/{name}/chat", response_model=ChatReply,
               summary="Send a message to an agent", responses={200: {"content": {"text/event-stream": {}}}})
-    async def chat_with_agent(namespace: str, name: str, body: ChatRequest, chat: Service, key: Caller) -> Any:
-        agent = await chat.agent(key, namespace, name)
-        turn = await chat.begin(key, agent, body.session_id, [ChatMessage("user", body.message)])
+    async def chat_with_agent(namespace: str, name: str, body: ChatRequest, key: Token) -> Any:
+        chat = holder["service"]
+        turn = await chat.start(key, namespace, name, body.session_id, [ChatMessage("user", body.message)])
         request = chat.request_body(turn)
         headers = {SESSION_HEADER: turn.session_id}
         if not body.stream:
@@ -208,14 +211,15 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
                                  headers={**headers, "Cache-Control": "no-cache"})
 
     @app.post("/v1/chat/completions", summary="OpenAI-compatible chat completion; model names an agent")
-    async def chat_completions(body: CompletionRequest, chat: Service, key: Caller,
+    async def chat_completions(body: CompletionRequest, key: Token,
                                x_session_id: Annotated[str | None, Header()] = None) -> Any:
+        chat = holder["service"]
         namespace, _, name = body.model.partition("/")
         if not namespace or not name or "/" in name:
             raise ChatError(404, f"model {body.model!r} must name an agent as namespace/name", "not_found_error")
-        agent = await chat.agent(key, namespace, name)
         new = [ChatMessage(m.role, m.text()) for m in body.messages]
-        turn = await chat.begin(key, agent, body.session_id or x_session_id, new)
+        turn = await chat.start(key, namespace, name, body.session_id or x_session_id, new)
+        agent = turn.agent
         limit = body.max_completion_tokens or body.max_tokens
         request = chat.request_body(turn, temperature=body.temperature, max_tokens=limit)
         headers = {SESSION_HEADER: turn.session_id}
@@ -228,13 +232,15 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
                                  headers={**headers, "Cache-Control": "no-cache"})
 
     @app.get("/v1/models", summary="The agents this key may chat with, as OpenAI models")
-    async def models(chat: Service, key: Caller) -> dict[str, Any]:
+    async def models(key: Caller) -> dict[str, Any]:
+        chat = holder["service"]
         return {"object": "list", "data": [
             {"id": a.key, "object": "model", "created": 0, "owned_by": "agent-reconciler", "model": a.model}
             for a in await chat.chat_agents(key)]}
 
     @app.get("/v1/sessions/{session_id}", summary="A stored conversation (only for the key that started it)")
-    async def get_session(session_id: str, chat: Service, key: Caller) -> dict[str, Any]:
+    async def get_session(session_id: str, key: Caller) -> dict[str, Any]:
+        chat = holder["service"]
         view = await chat.session(key, session_id)
         return {"id": view.id, "agent": view.agent, "created_at": view.created_at.isoformat(),
                 "updated_at": view.updated_at.isoformat(), "messages": [
@@ -247,7 +253,8 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
         return {"status": "ok"}
 
     @app.get("/readyz", include_in_schema=False)
-    async def readyz(chat: Service) -> JSONResponse:
+    async def readyz() -> JSONResponse:
+        chat = holder["service"]
         checks: dict[str, str] = {}
         try:
             await anyio.to_thread.run_sync(_ping, engine)

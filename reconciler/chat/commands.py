@@ -37,11 +37,15 @@ from reconciler.store.embedded import open_state
                    "is left out first; estimated at four characters a token).")
 @click.option("--max-body-size", type=click.IntRange(1024), default=1 << 20, show_default=True,
               help="Largest request body, in bytes; larger ones get 413.")
+@click.option("--database-pool-size", type=click.IntRange(1, 200), default=20, show_default=True,
+              envvar="RECONCILER_DATABASE_POOL_SIZE",
+              help="Database connections kept open (as many again may open under load). "
+                   "[env: RECONCILER_DATABASE_POOL_SIZE]")
 @DATABASE_OPTION
 @LOCK_TIMEOUT_OPTION
 def serve(listen: tuple[str, int], gateway_url: str | None, gateway_key_file: str | None, gateway_timeout: float,
-          history_messages: int, history_tokens: int, max_body_size: int, database: str | None,
-          lock_timeout: float) -> None:
+          history_messages: int, history_tokens: int, max_body_size: int, database_pool_size: int,
+          database: str | None, lock_timeout: float) -> None:
     """Serve the chat endpoint: messages to synced agents go through the LiteLLM gateway, sessions are stored.
 
     \b
@@ -60,7 +64,7 @@ def serve(listen: tuple[str, int], gateway_url: str | None, gateway_key_file: st
     from reconciler.chat.context import Budget
 
     logs.configure()
-    state = open_state(state_url(database), create=True, lock_timeout=lock_timeout)
+    state = open_state(state_url(database), create=True, lock_timeout=lock_timeout, pool_size=database_pool_size)
     assert state.engine is not None
     app = create_app(state.engine, gateway_url, key, gateway_timeout=gateway_timeout,
                      budget=Budget(history_messages, history_tokens), max_body=max_body_size)

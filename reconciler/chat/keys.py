@@ -9,11 +9,12 @@ import hashlib
 import re
 import secrets
 import string
+from typing import Any
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,6 +22,9 @@ from reconciler.errors import ConfigError
 from reconciler.store.models import ApiKey
 
 PREFIX = "ark_"
+_KEYS = ApiKey.__table__
+_BY_HASH = select(_KEYS).where(_KEYS.c.key_hash == bindparam("key_hash"))
+_TOUCH = update(_KEYS).where(_KEYS.c.id == bindparam("key_id")).values(last_used_at=bindparam("now"))
 _ALPHABET = string.ascii_letters + string.digits
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -54,7 +58,7 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _info(row: ApiKey) -> KeyInfo:
+def _info(row: Any) -> KeyInfo:
     return KeyInfo(row.id, row.name, row.prefix, tuple(row.namespaces) if row.namespaces is not None else None,
                    _aware(row.created_at), _aware(row.last_used_at), _aware(row.revoked_at))
 
@@ -96,19 +100,21 @@ class KeyStore:
             return _info(row)
 
     def verify(self, key: str) -> KeyInfo | None:
-        """The key's record, revoked or not; None for a key never issued."""
+        with self.engine.begin() as connection:
+            return self.verify_on(connection, key)
+
+    def verify_on(self, connection: Connection, key: str) -> KeyInfo | None:
+        """The key's record, revoked or not; None for a key never issued. Notes the use (at most
+        once a TOUCH_EVERY) in the caller's transaction."""
         if not key.startswith(PREFIX):
             return None
-        table = ApiKey.__table__
-        with self.engine.connect() as connection:
-            row = connection.execute(select(table).where(table.c.key_hash == digest(key))).first()
-            if row is None:
-                return None
-            info = _info(row)
-            now = datetime.now(UTC)
-            if info.revoked_at is None and (info.last_used_at is None or now - info.last_used_at > TOUCH_EVERY):
-                connection.execute(update(table).where(table.c.id == info.id).values(last_used_at=now))
-                connection.commit()
+        row = connection.execute(_BY_HASH, {"key_hash": digest(key)}).first()
+        if row is None:
+            return None
+        info = _info(row)
+        now = datetime.now(UTC)
+        if info.revoked_at is None and (info.last_used_at is None or now - info.last_used_at > TOUCH_EVERY):
+            connection.execute(_TOUCH, {"key_id": info.id, "now": now})
         return info
 
 

@@ -41,6 +41,24 @@ class Completion:
     raw: dict[str, Any]
 
 
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def _bearer(token: str | None) -> str:
+    if not token:
+        raise ChatError(401, "an API key is required: send 'Authorization: Bearer <key>' "
+                             "(create one with `reconcile keys create NAME`)", "authentication_error", _CHALLENGE)
+    return token
+
+
+def _usable_key(info: KeyInfo | None) -> KeyInfo:
+    if info is None:
+        raise ChatError(401, "unknown API key", "authentication_error", _CHALLENGE)
+    if info.revoked_at is not None:
+        raise ChatError(401, f"API key {info.name!r} was revoked", "authentication_error", _CHALLENGE)
+    return info
+
+
 def _usage(data: dict[str, Any] | None) -> Usage:
     data = data or {}
     return Usage(data.get("prompt_tokens"), data.get("completion_tokens"))
@@ -52,38 +70,37 @@ class ChatService:
         self.sessions, self.keys, self.gateway = sessions, keys, gateway
         self.budget, self.metrics = budget, metrics
 
-    async def authenticate(self, authorization: str | None) -> KeyInfo:
-        scheme, _, key = (authorization or "").partition(" ")
-        challenge = {"WWW-Authenticate": "Bearer"}
-        if scheme.lower() != "bearer" or not key.strip():
-            raise ChatError(401, "an API key is required: send 'Authorization: Bearer <key>' "
-                                 "(create one with `reconcile keys create NAME`)", "authentication_error", challenge)
-        info = await self._db(self.keys.verify, key.strip())
-        if info is None:
-            raise ChatError(401, "unknown API key", "authentication_error", challenge)
-        if info.revoked_at is not None:
-            raise ChatError(401, f"API key {info.name!r} was revoked", "authentication_error", challenge)
-        return info
+    async def authenticate(self, token: str | None) -> KeyInfo:
+        """The caller's key, for routes that only read."""
+        token = _bearer(token)
+        return _usable_key(await self._db(self.keys.verify, token))
 
-    async def agent(self, key: KeyInfo, namespace: str, name: str) -> ChatAgent:
-        if not key.allows(namespace):
-            raise ChatError(403, f"API key {key.name!r} may use agents in {key.scope}, not in namespace "
-                                 f"{namespace!r}", "permission_error")
-        agent = await self._db(self.sessions.agent, namespace, name)
-        if agent is None:
-            raise ChatError(404, f"no synced agent {namespace}/{name} (an agent answers once a revision "
-                                 "declaring it has been applied)", "not_found_error")
-        if not agent.chat_enabled:
-            raise ChatError(403, f"agent {agent.key} does not have chat enabled (set spec.chat.enabled: true "
-                                 "and sync)", "permission_error")
-        return agent
+    async def start(self, token: str | None, namespace: str, name: str, session_id: str | None,
+                    new: Sequence[Message]) -> Turn:
+        """Check the key and the agent, and store the new messages: one transaction, one trip to a worker
+        thread (this runs on every chat request, so its cost is the endpoint's cost)."""
+        token = _bearer(token)
+        return await self._db(self._start, token, namespace, name, session_id, new)
 
-    async def begin(self, key: KeyInfo, agent: ChatAgent, session_id: str | None, new: Sequence[Message]) -> Turn:
-        try:
-            return await self._db(self.sessions.begin_turn, agent, key.id, session_id, new, self.budget)
-        except SessionNotFound:
-            raise ChatError(404, f"no session {session_id} of agent {agent.key} for this key",
-                            "not_found_error") from None
+    def _start(self, token: str, namespace: str, name: str, session_id: str | None,
+               new: Sequence[Message]) -> Turn:
+        with self.sessions.engine.begin() as connection:
+            key = _usable_key(self.keys.verify_on(connection, token))
+            if not key.allows(namespace):
+                raise ChatError(403, f"API key {key.name!r} may use agents in {key.scope}, not in namespace "
+                                     f"{namespace!r}", "permission_error")
+            agent = self.sessions.agent_on(connection, namespace, name)
+            if agent is None:
+                raise ChatError(404, f"no synced agent {namespace}/{name} (an agent answers once a revision "
+                                     "declaring it has been applied)", "not_found_error")
+            if not agent.chat_enabled:
+                raise ChatError(403, f"agent {agent.key} does not have chat enabled (set spec.chat.enabled: "
+                                     "true and sync)", "permission_error")
+            try:
+                return self.sessions.begin_turn_on(connection, agent, key.id, session_id, new, self.budget)
+            except SessionNotFound:
+                raise ChatError(404, f"no session {session_id} of agent {agent.key} for this key",
+                                "not_found_error") from None
 
     async def chat_agents(self, key: KeyInfo) -> list[ChatAgent]:
         return [a for a in await self._db(self.sessions.chat_agents) if key.allows(a.namespace)]

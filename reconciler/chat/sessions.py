@@ -1,8 +1,8 @@
 """Chat state in the database: which agents answer, sessions and their messages.
 
-Every call is one short transaction. Positions within a session are taken under a lock on
-the session's row (SELECT ... FOR UPDATE on PostgreSQL; SQLite has one writer anyway), so
-concurrent turns of one session interleave without colliding.
+Every call is one short transaction. Positions within a session are taken by incrementing the
+session's counter, which locks its row until the transaction ends, so concurrent turns of one
+session interleave without colliding.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from reconciler.chat.context import CUT_OFF, Budget, Message, build
@@ -101,66 +101,85 @@ def _chat_agent(row: Any) -> ChatAgent:
                      bool(spec.get("chat_enabled")), spec.get("temperature"), spec.get("max_tokens"), row.revision)
 
 
+# Built once: a statement object reused keeps its cache key, so each call skips building and keying it.
+_AGENT = select(AGENTS.c.namespace, AGENTS.c.name, AGENTS.c.spec, AGENTS.c.revision).where(
+    AGENTS.c.namespace == bindparam("namespace"), AGENTS.c.name == bindparam("name"), AGENTS.c.status == "synced")
+_CHAT_AGENTS = select(AGENTS.c.namespace, AGENTS.c.name, AGENTS.c.spec, AGENTS.c.revision).where(
+    AGENTS.c.status == "synced").order_by(AGENTS.c.namespace, AGENTS.c.name)
+_NEW_SESSION = insert(SESSIONS)
+# Takes `count` positions and locks the session's row until the transaction ends; no row: no such session.
+_TAKE_POSITIONS = (update(SESSIONS).where(SESSIONS.c.id == bindparam("sid"),
+                                          SESSIONS.c.agent_namespace == bindparam("namespace"),
+                                          SESSIONS.c.agent_name == bindparam("name"))
+                   .values(next_position=SESSIONS.c.next_position + bindparam("count"), updated_at=bindparam("now"))
+                   .returning(SESSIONS.c.next_position, SESSIONS.c.api_key_id))
+_HISTORY = (select(MESSAGES.c.role, MESSAGES.c.content, MESSAGES.c.finish_reason)
+            .where(MESSAGES.c.session_id == bindparam("sid"), MESSAGES.c.position < bindparam("before"),
+                   MESSAGES.c.role.in_(("user", "assistant", "system")),
+                   or_(MESSAGES.c.finish_reason.is_(None), MESSAGES.c.finish_reason.not_in(tuple(CUT_OFF))))
+            .order_by(MESSAGES.c.position.desc()).limit(bindparam("limit")))
+_ADD_MESSAGE = insert(MESSAGES)
+_MESSAGE_DEFAULTS = {"model": None, "prompt_tokens": None, "completion_tokens": None, "finish_reason": None}
+
+
 class SessionStore:
+    """The `*_on` methods work inside a caller's transaction; the others open their own."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def agent(self, namespace: str, name: str) -> ChatAgent | None:
-        """The agent as last synced; None when it was never synced or has been removed."""
         with self.engine.connect() as connection:
-            row = connection.execute(
-                select(AGENTS.c.namespace, AGENTS.c.name, AGENTS.c.spec, AGENTS.c.revision).where(
-                    AGENTS.c.namespace == namespace, AGENTS.c.name == name, AGENTS.c.status == "synced")).first()
+            return self.agent_on(connection, namespace, name)
+
+    def agent_on(self, connection: Connection, namespace: str, name: str) -> ChatAgent | None:
+        """The agent as last synced; None when it was never synced or has been removed."""
+        row = connection.execute(_AGENT, {"namespace": namespace, "name": name}).first()
         return None if row is None else _chat_agent(row)
 
     def chat_agents(self) -> list[ChatAgent]:
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(AGENTS.c.namespace, AGENTS.c.name, AGENTS.c.spec, AGENTS.c.revision)
-                .where(AGENTS.c.status == "synced").order_by(AGENTS.c.namespace, AGENTS.c.name)).all()
+            rows = connection.execute(_CHAT_AGENTS).all()
         return [agent for agent in map(_chat_agent, rows) if agent.chat_enabled]
 
     def begin_turn(self, agent: ChatAgent, key_id: int | None, session_id: str | None,
                    new: Sequence[Message], budget: Budget) -> Turn:
+        with self.engine.begin() as connection:
+            return self.begin_turn_on(connection, agent, key_id, session_id, new, budget)
+
+    def begin_turn_on(self, connection: Connection, agent: ChatAgent, key_id: int | None, session_id: str | None,
+                      new: Sequence[Message], budget: Budget) -> Turn:
         """Store the new messages (before the model is asked, so they are kept whatever happens)."""
         now = _now()
-        with self.engine.begin() as connection:
-            if session_id is None:
-                session_id = str(uuid.uuid4())
-                connection.execute(insert(SESSIONS).values(
-                    id=session_id, agent_namespace=agent.namespace, agent_name=agent.name, api_key_id=key_id,
-                    created_at=now, updated_at=now))
-                history: list[Message] = []
-                position = 0
-            else:
-                position = self._lock(connection, session_id, agent, key_id)
-                history = self._history(connection, session_id, budget.messages)
-            self._append(connection, session_id, position,
-                         [dict(role=m.role, content=m.content, created_at=now) for m in new], now)
+        if session_id is None:
+            session_id = str(uuid.uuid4())
+            connection.execute(_NEW_SESSION, {
+                "id": session_id, "agent_namespace": agent.namespace, "agent_name": agent.name,
+                "api_key_id": key_id, "next_position": len(new), "created_at": now, "updated_at": now})
+            history: list[Message] = []
+            position = 0
+        else:
+            position = self._take(connection, session_id, agent, len(new), now, key_id=key_id)
+            rows = connection.execute(_HISTORY, {"sid": session_id, "before": position, "limit": budget.messages})
+            history = [Message(r.role, r.content, r.finish_reason) for r in reversed(rows.all())]
+        self._add(connection, session_id, position, [{"role": m.role, "content": m.content} for m in new], now)
         return Turn(session_id, agent, build(agent.system_prompt, history, new, budget), position == 0)
 
     def finish_turn(self, turn: Turn, reply: str, *, model: str | None, usage: Usage,
                     finish_reason: str | None) -> None:
         """Store the reply (or what came of it before the stream was cut: see context.CUT_OFF)."""
-        now = _now()
-        with self.engine.begin() as connection:
-            position = self._lock(connection, turn.session_id, turn.agent, None, check_key=False)
-            self._append(connection, turn.session_id, position, [dict(
-                role="assistant", content=reply, model=model, prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens, finish_reason=finish_reason, created_at=now)], now)
+        self._append(turn, [{"role": "assistant", "content": reply, "model": model,
+                             "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                             "finish_reason": finish_reason}])
 
     def record_error(self, turn: Turn, message: str, *, partial: str = "", model: str | None = None,
                      finish_reason: str = "gateway_error") -> None:
         """Keep what went wrong in the session, after the part of the reply that arrived, if any."""
-        now = _now()
-        rows = []
+        rows: list[dict[str, Any]] = []
         if partial:
-            rows.append(dict(role="assistant", content=partial, model=model, finish_reason=finish_reason,
-                             created_at=now))
-        rows.append(dict(role="error", content=message, created_at=now))
-        with self.engine.begin() as connection:
-            position = self._lock(connection, turn.session_id, turn.agent, None, check_key=False)
-            self._append(connection, turn.session_id, position, rows, now)
+            rows.append({"role": "assistant", "content": partial, "model": model, "finish_reason": finish_reason})
+        rows.append({"role": "error", "content": message})
+        self._append(turn, rows)
 
     def session(self, session_id: str, key_id: int | None) -> SessionView:
         with self.engine.connect() as connection:
@@ -175,32 +194,26 @@ class SessionStore:
                                              Usage(m.prompt_tokens, m.completion_tokens), _aware(m.created_at))
                                for m in messages])
 
-    def _lock(self, connection: Connection, session_id: str, agent: ChatAgent, key_id: int | None, *,
-              check_key: bool = True) -> int:
-        """Lock the session's row; the next free position."""
-        row = connection.execute(
-            select(SESSIONS.c.agent_namespace, SESSIONS.c.agent_name, SESSIONS.c.api_key_id)
-            .where(SESSIONS.c.id == session_id).with_for_update()).first()
-        if row is None or (row.agent_namespace, row.agent_name) != (agent.namespace, agent.name) or (
-                check_key and row.api_key_id != key_id):
-            raise SessionNotFound(session_id)
-        last = connection.execute(
-            select(func.max(MESSAGES.c.position)).where(MESSAGES.c.session_id == session_id)).scalar()
-        return 0 if last is None else last + 1
-
-    def _history(self, connection: Connection, session_id: str, limit: int) -> list[Message]:
-        rows = connection.execute(
-            select(MESSAGES.c.role, MESSAGES.c.content, MESSAGES.c.finish_reason)
-            .where(MESSAGES.c.session_id == session_id, MESSAGES.c.role.in_(("user", "assistant", "system")),
-                   or_(MESSAGES.c.finish_reason.is_(None), MESSAGES.c.finish_reason.not_in(tuple(CUT_OFF))))
-            .order_by(MESSAGES.c.position.desc()).limit(limit)).all()
-        return [Message(r.role, r.content, r.finish_reason) for r in reversed(rows)]
+    def _append(self, turn: Turn, rows: list[dict[str, Any]]) -> None:
+        now = _now()
+        with self.engine.begin() as connection:
+            position = self._take(connection, turn.session_id, turn.agent, len(rows), now)
+            self._add(connection, turn.session_id, position, rows, now)
 
     @staticmethod
-    def _append(connection: Connection, session_id: str, position: int, rows: list[dict[str, Any]],
-                now: datetime) -> None:
-        connection.execute(insert(MESSAGES), [
-            {"session_id": session_id, "position": position + i, "model": None, "prompt_tokens": None,
-             "completion_tokens": None, "finish_reason": None, **row} for i, row in enumerate(rows)])
-        connection.execute(update(SESSIONS).where(SESSIONS.c.id == session_id).values(updated_at=now))
+    def _take(connection: Connection, session_id: str, agent: ChatAgent, count: int, now: datetime, *,
+              key_id: int | None = None) -> int:
+        """The first of `count` positions taken in the session (its row stays locked until commit)."""
+        row = connection.execute(_TAKE_POSITIONS, {"sid": session_id, "namespace": agent.namespace,
+                                                   "name": agent.name, "count": count, "now": now}).first()
+        if row is None or (key_id is not None and row.api_key_id != key_id):
+            raise SessionNotFound(session_id)
+        return int(row.next_position) - count
 
+    @staticmethod
+    def _add(connection: Connection, session_id: str, position: int, rows: list[dict[str, Any]],
+             now: datetime) -> None:
+        values = [{**_MESSAGE_DEFAULTS, **row, "session_id": session_id, "position": position + i, "created_at": now}
+                  for i, row in enumerate(rows)]
+        # One row is the common case; a plain execute is cheaper than executemany's batching.
+        connection.execute(_ADD_MESSAGE, values[0] if len(values) == 1 else values)

@@ -123,6 +123,8 @@ class ChatSession(Base):
     agent_namespace: Mapped[str] = mapped_column(String(63))
     agent_name: Mapped[str] = mapped_column(String(63))
     api_key_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("api_keys.id", ondelete="SET NULL"))
+    # Positions are taken by incrementing this in the statement that also locks the row.
+    next_position: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -1,4 +1,5 @@
-"""API keys of the chat endpoint; sessions belong to a key; messages keep their finish reason.
+"""API keys of the chat endpoint; sessions belong to a key and count their positions; messages keep
+their finish reason.
 
 Revision ID: 0002
 Revises: 0001
@@ -37,16 +38,21 @@ def upgrade() -> None:
     # batch mode: SQLite cannot add a foreign key to an existing table in place.
     with op.batch_alter_table("chat_sessions") as batch:
         batch.add_column(sa.Column("api_key_id", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("next_position", sa.Integer(), server_default="0", nullable=False))
         batch.create_foreign_key("fk_chat_sessions_api_key_id_api_keys", "api_keys", ["api_key_id"], ["id"],
                                  ondelete="SET NULL")
     with op.batch_alter_table("chat_messages") as batch:
         batch.add_column(sa.Column("finish_reason", sa.String(32), nullable=True))
+    # Sessions of an earlier schema continue after their last message.
+    op.execute("UPDATE chat_sessions SET next_position = (SELECT COALESCE(MAX(position) + 1, 0) FROM chat_messages "
+               "WHERE chat_messages.session_id = chat_sessions.id)")
 
 
 def downgrade() -> None:
     with op.batch_alter_table("chat_messages") as batch:
         batch.drop_column("finish_reason")
     with op.batch_alter_table("chat_sessions") as batch:
+        batch.drop_column("next_position")
         batch.drop_constraint("fk_chat_sessions_api_key_id_api_keys", type_="foreignkey")
         batch.drop_column("api_key_id")
     op.drop_table("api_keys")

@@ -1,0 +1,173 @@
+"""Requests per second and latency through the chat endpoint vs straight to the LiteLLM gateway:
+same fake upstream model, same concurrency, same messages.
+
+The fake model, the LiteLLM proxy and `reconcile serve` (on a fresh PostgreSQL database) each run
+in their own process; the load comes from this one. Needs .venv-gateway (scripts/test makes it).
+
+Usage: python benchmarks/chat_endpoint.py [REQUESTS] [CONCURRENCY]
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import httpx  # noqa: E402
+from databases import postgres_database  # noqa: E402
+from litellm_gateway import INSTALL_HINT, LiteLLMGateway, find_litellm, free_port  # noqa: E402
+
+AGENT = """apiVersion: agent-reconciler/v1alpha1
+kind: Agent
+metadata: {name: triage, namespace: support}
+spec:
+  model: gpt-4o-mini
+  systemPrompt: You triage support tickets.
+  image: ghcr.io/acme/harness:1.4
+  chat: {enabled: true, temperature: 0.2, maxTokens: 256}
+"""
+ROUNDS = 4
+MESSAGE = "my printer is on fire, what should I do first?"
+
+
+def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+async def load(call: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]], requests: int,
+               concurrency: int) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    queue = iter(range(requests))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        async def worker() -> None:
+            for _ in queue:
+                started = time.perf_counter()
+                answer = await call(client)
+                if answer.status_code != 200:
+                    raise RuntimeError(f"HTTP {answer.status_code}: {answer.text[:300]}")
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started, latencies
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def figures(name: str, seconds: float, latencies: list[float]) -> tuple[float, float]:
+    ordered = sorted(latencies)
+    p50 = statistics.median(ordered) * 1000
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+    rps = len(ordered) / seconds
+    print(f"{name:34} {rps:8.1f} req/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms")
+    return rps, p50
+
+
+def main() -> None:
+    requests = int(sys.argv[1]) if len(sys.argv) > 1 else 400
+    concurrency = int(sys.argv[2]) if len(sys.argv) > 2 else 16
+    binary = find_litellm()
+    if binary is None:
+        sys.exit(f"the LiteLLM proxy is not installed: {INSTALL_HINT}")
+    tmp = Path(tempfile.mkdtemp(prefix="chat-bench-"))
+    upstream_port, serve_port = free_port(), free_port()
+    upstream = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time; sys.path.insert(0, {str(ROOT / 'tests')!r})
+        from fakellm import FakeModelServer
+        FakeModelServer(port={upstream_port}).start()
+        time.sleep(10**6)""")])
+    processes: list[subprocess.Popen[bytes]] = [upstream]
+    gateway = LiteLLMGateway(binary, f"http://127.0.0.1:{upstream_port}/v1", tmp)
+    try:
+        wait_for(f"http://127.0.0.1:{upstream_port}/v1/models", upstream)
+        gateway.start()
+        with postgres_database() as database:
+            (tmp / "agents").mkdir()
+            (tmp / "agents" / "agent.yaml").write_text(AGENT)
+            reconcile = [sys.executable, "-m", "reconciler"]
+            env = {**os.environ, "DATABASE_URL": database, "LITELLM_API_BASE": gateway.url,
+                   "LITELLM_API_KEY": gateway.key}
+            subprocess.run([*reconcile, "migrate"], env=env, check=True, capture_output=True)
+            subprocess.run([*reconcile, "apply", str(tmp / "agents")], env=env, check=True, capture_output=True)
+            key = subprocess.run([*reconcile, "keys", "create", "bench"], env=env, check=True,
+                                 capture_output=True, text=True).stdout.strip()
+            serve = subprocess.Popen([*reconcile, "serve", "--listen", f"127.0.0.1:{serve_port}"], env=env,
+                                     stderr=subprocess.DEVNULL)
+            processes.append(serve)
+            wait_for(f"http://127.0.0.1:{serve_port}/healthz", serve)
+
+            direct_body = {"model": "gpt-4o-mini", "temperature": 0.2, "max_tokens": 256, "messages": [
+                {"role": "system", "content": "You triage support tickets."}, {"role": "user", "content": MESSAGE}]}
+
+            def direct(client: httpx.AsyncClient) -> Awaitable[httpx.Response]:
+                return client.post(f"{gateway.url}/v1/chat/completions", json=direct_body,
+                                   headers={"Authorization": f"Bearer {gateway.key}"})
+
+            def native(client: httpx.AsyncClient) -> Awaitable[httpx.Response]:
+                return client.post(f"http://127.0.0.1:{serve_port}/v1/agents/support/triage/chat",
+                                   json={"message": MESSAGE}, headers={"Authorization": f"Bearer {key}"})
+
+            def compatible(client: httpx.AsyncClient) -> Awaitable[httpx.Response]:
+                return client.post(f"http://127.0.0.1:{serve_port}/v1/chat/completions",
+                                   json={"model": "support/triage", "messages": [{"role": "user", "content": MESSAGE}]},
+                                   headers={"Authorization": f"Bearer {key}"})
+
+            routes = {"gateway directly": direct, "endpoint /v1/agents/.../chat": native,
+                      "endpoint /v1/chat/completions": compatible}
+            print(f"{requests} requests per route, concurrency {concurrency}, in {ROUNDS} interleaved rounds "
+                  "(the gateway's speed drifts; interleaving spreads the drift over every route)")
+            for call in routes.values():
+                asyncio.run(load(call, concurrency * 4, concurrency))  # warm-up, not measured
+            assert gateway.process is not None
+            watched = {"gateway": gateway.process.pid, "serve": serve.pid, "model": upstream.pid}
+            rounds: dict[str, list[tuple[float, list[float]]]] = {name: [] for name in routes}
+            cpu: dict[str, dict[str, float]] = {name: dict.fromkeys(watched, 0.0) for name in routes}
+            for _ in range(ROUNDS):
+                for name, call in routes.items():
+                    before = {k: cpu_seconds(pid) for k, pid in watched.items()}
+                    rounds[name].append(asyncio.run(load(call, requests // ROUNDS, concurrency)))
+                    for k, pid in watched.items():
+                        cpu[name][k] += cpu_seconds(pid) - before[k]
+            results = {}
+            for name in routes:
+                seconds = sum(r[0] for r in rounds[name])
+                latencies = [x for r in rounds[name] for x in r[1]]
+                results[name] = figures(name, seconds, latencies)
+                print(" " * 35 + "CPU per request: " + ", ".join(
+                    f"{k} {v * 1000 / len(latencies):.1f} ms" for k, v in cpu[name].items()))
+            base_rps, base_p50 = results["gateway directly"]
+            for name in list(routes)[1:]:
+                rps, p50 = results[name]
+                print(f"{name}: {p50 - base_p50:+.1f} ms at p50, {100 * rps / base_rps:.0f}% of the direct throughput")
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait()
+        gateway.stop()
+
+
+if __name__ == "__main__":
+    main()
