@@ -7,14 +7,14 @@ import sys
 from datetime import UTC, datetime
 
 # Context fields a log call may pass with extra={...}.
-CONTEXT = ("revision", "agent", "branch", "source")
+CONTEXT = ("revision", "agent", "branch", "source", "session", "status", "duration_ms")
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
                  "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
-        entry.update({k: getattr(record, k) for k in CONTEXT if hasattr(record, k)})
+        entry.update({k: getattr(record, k) for k in CONTEXT if getattr(record, k, None) is not None})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)

@@ -367,3 +367,33 @@ def test_health_readiness_metrics_and_openapi(chat_app):
         in metrics
     assert {"/v1/agents/{namespace}/{name}/chat", "/v1/chat/completions", "/v1/models",
             "/v1/sessions/{session_id}"} <= set(spec["paths"])
+
+
+def test_each_api_request_logs_one_json_line_with_its_agent_and_session(chat_app):
+    import io
+    import logging
+
+    from reconciler.logs import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("reconciler.chat")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        session = chat_app.chat("support/triage", "log me").json()["session_id"]
+        openai.OpenAI(base_url=f"{chat_app.url}/v1", api_key=chat_app.key, max_retries=0).chat.completions.create(
+            model="code/reviewer", messages=[{"role": "user", "content": "and me"}])
+        with chat_app.client() as client:
+            client.get("/healthz")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(e["message"], e["agent"], e["status"]) for e in lines] == [
+        ("POST /v1/agents/support/triage/chat 200", "support/triage", 200),
+        ("POST /v1/chat/completions 200", "code/reviewer", 200)]
+    assert lines[0]["session"] == session and lines[0]["duration_ms"] > 0
+    assert chat_app.key not in stream.getvalue()

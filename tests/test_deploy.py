@@ -77,6 +77,29 @@ def test_deployment_runs_migrate_first_and_is_locked_down():
                for k, v in objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"].items())
 
 
+def test_every_replica_serves_chat_behind_its_own_service():
+    objects = build(DEPLOY / "base")
+    deployment = by_kind(objects)["Deployment"]
+    containers = {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
+    assert containers["watch"]["args"][:1] == ["watch"] and "--leader-elect" in containers["watch"]["args"]
+    serve = containers["serve"]
+    assert serve["args"] == ["serve"]
+    assert serve["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "chat"}
+    assert serve["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "chat"}
+    env = {e["name"]: e for e in serve["env"]}
+    # Secrets come from Secret references, never literals.
+    assert env["LITELLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "agent-reconciler", "key": "litellm-api-key"}
+    assert "value" not in env["DATABASE_URL"]
+    config = by_kind(objects)["ConfigMap"]["data"]
+    port = next(p["containerPort"] for p in serve["ports"] if p["name"] == "chat")
+    assert config["RECONCILER_LISTEN"].endswith(f":{port}")
+    services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
+    assert services["agent-reconciler-chat"]["spec"]["ports"][0]["targetPort"] == "chat"
+    assert services["agent-reconciler"]["spec"]["ports"][0]["targetPort"] == "webhooks"
+    # serve drains for up to 30 s after SIGTERM; the pod is given longer.
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 30
+
+
 def test_container_commands_are_real_cli_commands():
     for container in _containers(by_kind(build(DEPLOY / "base"))["Deployment"]):
         name, *args = container["args"]
@@ -87,7 +110,7 @@ def test_container_commands_are_real_cli_commands():
     data = by_kind(build(DEPLOY / "base"))["ConfigMap"]["data"]
     envvars = {e for c in main.commands.values() for p in c.params for e in (
         [p.envvar] if isinstance(p.envvar, str) else (p.envvar or []))}
-    assert set(data) - {"LITELLM_API_BASE"} <= envvars
+    assert set(data) <= envvars
 
 
 def test_rbac_covers_every_call_the_reconciler_makes(tmp_path):

@@ -137,7 +137,15 @@ class Guard:
         name = getattr(route, "path", "unmatched")
         self.metrics.requests.labels(name, str(status)).inc()
         if name.startswith("/v1/"):
-            self.metrics.duration.labels(name).observe(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self.metrics.duration.labels(name).observe(seconds)
+            # One line per API request (not per probe), with the agent and session when known.
+            state = scope.get("state") or {}
+            params = scope.get("path_params") or {}
+            agent = state.get("agent") or (f"{params['namespace']}/{params['name']}" if "name" in params else None)
+            log.info("%s %s %d", scope["method"], scope["path"], status, extra={
+                "agent": agent, "session": state.get("session"), "status": status,
+                "duration_ms": round(seconds * 1000, 1)})
 
 
 def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gateway_timeout: float = 120.0,
@@ -196,9 +204,10 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
 
     @app.post("/v1/agents/{namespace}/{name}/chat", response_model=ChatReply,
               summary="Send a message to an agent", responses={200: {"content": {"text/event-stream": {}}}})
-    async def chat_with_agent(namespace: str, name: str, body: ChatRequest, key: Token) -> Any:
+    async def chat_with_agent(namespace: str, name: str, body: ChatRequest, key: Token, http: Request) -> Any:
         chat = holder["service"]
         turn = await chat.start(key, namespace, name, body.session_id, [ChatMessage("user", body.message)])
+        http.state.session = turn.session_id
         request = chat.request_body(turn)
         headers = {SESSION_HEADER: turn.session_id}
         if not body.stream:
@@ -211,7 +220,7 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
                                  headers={**headers, "Cache-Control": "no-cache"})
 
     @app.post("/v1/chat/completions", summary="OpenAI-compatible chat completion; model names an agent")
-    async def chat_completions(body: CompletionRequest, key: Token,
+    async def chat_completions(body: CompletionRequest, key: Token, http: Request,
                                x_session_id: Annotated[str | None, Header()] = None) -> Any:
         chat = holder["service"]
         namespace, _, name = body.model.partition("/")
@@ -220,6 +229,7 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
         new = [ChatMessage(m.role, m.text()) for m in body.messages]
         turn = await chat.start(key, namespace, name, body.session_id or x_session_id, new)
         agent = turn.agent
+        http.state.agent, http.state.session = agent.key, turn.session_id
         limit = body.max_completion_tokens or body.max_tokens
         request = chat.request_body(turn, temperature=body.temperature, max_tokens=limit)
         headers = {SESSION_HEADER: turn.session_id}
