@@ -19,6 +19,7 @@ from reconciler.errors import ReconcilerError, StateError
 from reconciler.kube.client import Cluster
 from reconciler.kube.leader import LeaderElector
 from reconciler.metrics import Metrics
+from reconciler.plan import Plan
 from reconciler.render import RenderMemo
 from reconciler.source.mirror import GitCredentials, GitMirror
 from reconciler.spec.validate import ParseCache
@@ -132,13 +133,34 @@ class Watcher:
         except ReconcilerError as error:
             self.metrics.reconciled(settings.source_name, time.monotonic() - started, "failed")
             self.state.last_error = describe(error)
+            log_agent_failures(error, head)
             log.error("revision %s not applied: %s", head[:12], self.state.last_error, extra={"revision": head})
             return
         self.metrics.reconciled(settings.source_name, time.monotonic() - started, "succeeded", outcome.plan, head)
         self.state.applied, self.state.last_error = head, None
+        log_agent_changes(outcome.plan, head)
         log.info("revision %s applied: %s", head[:12], outcome.plan.summary, extra={"revision": head})
         if self.on_outcome is not None:
             self.on_outcome(outcome)
+
+
+def log_agent_changes(plan: Plan, revision: str | None) -> None:
+    """One line per agent whose objects changed, so a log search by agent finds every sync that touched it."""
+    changed: dict[str, list[str]] = {}
+    for change in plan.changes:
+        if change.agent and change.action != "unchanged" and not change.suspended and not change.detect_only:
+            changed.setdefault(change.agent, []).append(f"{change.action} {change.key.kind}")
+    for agent, actions in sorted(changed.items()):
+        log.info("agent %s: %s", agent, ", ".join(actions), extra={"revision": revision, "agent": agent})
+
+
+def log_agent_failures(error: ReconcilerError, revision: str | None) -> None:
+    """One line per object the cluster refused, with the agent it belongs to."""
+    if not isinstance(error, ClusterApplyFailed) or error.outcome.cluster is None:
+        return
+    agents = {change.key: change.agent for change in error.outcome.plan.changes}
+    for failure in error.outcome.cluster.failures:
+        log.error("%s", failure, extra={"revision": revision, "agent": agents.get(failure.key)})
 
 
 @dataclass
@@ -167,8 +189,10 @@ class FolderWatcher:
             outcome = reconcile(settings, dry_run=False, trigger="folder", cluster=self.cluster)
         except ReconcilerError as error:
             self.state.last_error = describe(error)
+            log_agent_failures(error, None)
             log.error("%s not applied: %s", self.folder, self.state.last_error)
             return
         self.state.last_error = None
         self.state.applied = str(self.state.runs)
+        log_agent_changes(outcome.plan, None)
         log.info("%s applied: %s", self.folder, outcome.plan.summary)

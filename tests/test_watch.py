@@ -183,3 +183,30 @@ def test_database_lost_while_watching_is_retried_until_it_is_back(tmp_path, remo
         migrate.upgrade(connect(url))
         loop.run(once=True)
         assert loop.state.applied == head and loop.state.last_error is None
+
+
+def test_log_lines_name_the_revision_and_each_changed_agent(tmp_path, remote):
+    import io
+    import logging
+
+    from reconciler.logs import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("reconciler.watch")
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO
+    try:
+        loop = watcher(tmp_path, remote)
+        loop.run(once=True)
+        head = push(remote, {"b.yaml": agent_yaml("b")})
+        loop.run(once=True)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    about_b = [e for e in lines if e.get("agent") == "agents/b"]
+    assert [e["message"] for e in about_b] == ["agent agents/b: create SandboxTemplate, create Sandbox"]
+    assert about_b[0]["revision"] == head
+    assert all("revision" in e for e in lines if e["message"].startswith(("agent ", "revision ")))
