@@ -23,18 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import httpx  # noqa: E402
+from chatting import AGENTS  # noqa: E402 - the agents the chat tests use; support/triage answers here
 from databases import postgres_database  # noqa: E402
 from litellm_gateway import INSTALL_HINT, LiteLLMGateway, find_litellm, free_port  # noqa: E402
 
-AGENT = """apiVersion: agent-reconciler/v1alpha1
-kind: Agent
-metadata: {name: triage, namespace: support}
-spec:
-  model: gpt-4o-mini
-  systemPrompt: You triage support tickets.
-  image: ghcr.io/acme/harness:1.4
-  chat: {enabled: true, temperature: 0.2, maxTokens: 256}
-"""
 ROUNDS = 4
 MESSAGE = "my printer is on fire, what should I do first?"
 
@@ -86,6 +78,33 @@ def figures(name: str, seconds: float, latencies: list[float]) -> tuple[float, f
     return rps, p50
 
 
+def compare(routes: dict[str, Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]], watched: dict[str, int],
+            requests: int, concurrency: int) -> None:
+    print(f"\n{requests} requests per route, concurrency {concurrency}, in {ROUNDS} interleaved rounds "
+          "(the gateway's speed drifts; interleaving spreads the drift over every route)")
+    for call in routes.values():
+        asyncio.run(load(call, concurrency * 4, concurrency))  # warm-up, not measured
+    rounds: dict[str, list[tuple[float, list[float]]]] = {name: [] for name in routes}
+    cpu: dict[str, dict[str, float]] = {name: dict.fromkeys(watched, 0.0) for name in routes}
+    for _ in range(ROUNDS):
+        for name, call in routes.items():
+            before = {k: cpu_seconds(pid) for k, pid in watched.items()}
+            rounds[name].append(asyncio.run(load(call, requests // ROUNDS, concurrency)))
+            for k, pid in watched.items():
+                cpu[name][k] += cpu_seconds(pid) - before[k]
+    results = {}
+    for name in routes:
+        seconds = sum(r[0] for r in rounds[name])
+        latencies = [x for r in rounds[name] for x in r[1]]
+        results[name] = figures(name, seconds, latencies)
+        print(" " * 35 + "CPU per request: " + ", ".join(
+            f"{k} {v * 1000 / len(latencies):.1f} ms" for k, v in cpu[name].items()))
+    base_rps, base_p50 = results["gateway directly"]
+    for name in list(routes)[1:]:
+        rps, p50 = results[name]
+        print(f"{name}: {p50 - base_p50:+.1f} ms at p50, {100 * rps / base_rps:.0f}% of the direct throughput")
+
+
 def main() -> None:
     requests = int(sys.argv[1]) if len(sys.argv) > 1 else 400
     concurrency = int(sys.argv[2]) if len(sys.argv) > 2 else 16
@@ -106,7 +125,7 @@ def main() -> None:
         gateway.start()
         with postgres_database() as database:
             (tmp / "agents").mkdir()
-            (tmp / "agents" / "agent.yaml").write_text(AGENT)
+            (tmp / "agents" / "agents.yaml").write_text(AGENTS)
             reconcile = [sys.executable, "-m", "reconciler"]
             env = {**os.environ, "DATABASE_URL": database, "LITELLM_API_BASE": gateway.url,
                    "LITELLM_API_KEY": gateway.key}
@@ -137,31 +156,11 @@ def main() -> None:
 
             routes = {"gateway directly": direct, "endpoint /v1/agents/.../chat": native,
                       "endpoint /v1/chat/completions": compatible}
-            print(f"{requests} requests per route, concurrency {concurrency}, in {ROUNDS} interleaved rounds "
-                  "(the gateway's speed drifts; interleaving spreads the drift over every route)")
-            for call in routes.values():
-                asyncio.run(load(call, concurrency * 4, concurrency))  # warm-up, not measured
             assert gateway.process is not None
             watched = {"gateway": gateway.process.pid, "serve": serve.pid, "model": upstream.pid}
-            rounds: dict[str, list[tuple[float, list[float]]]] = {name: [] for name in routes}
-            cpu: dict[str, dict[str, float]] = {name: dict.fromkeys(watched, 0.0) for name in routes}
-            for _ in range(ROUNDS):
-                for name, call in routes.items():
-                    before = {k: cpu_seconds(pid) for k, pid in watched.items()}
-                    rounds[name].append(asyncio.run(load(call, requests // ROUNDS, concurrency)))
-                    for k, pid in watched.items():
-                        cpu[name][k] += cpu_seconds(pid) - before[k]
-            results = {}
-            for name in routes:
-                seconds = sum(r[0] for r in rounds[name])
-                latencies = [x for r in rounds[name] for x in r[1]]
-                results[name] = figures(name, seconds, latencies)
-                print(" " * 35 + "CPU per request: " + ", ".join(
-                    f"{k} {v * 1000 / len(latencies):.1f} ms" for k, v in cpu[name].items()))
-            base_rps, base_p50 = results["gateway directly"]
-            for name in list(routes)[1:]:
-                rps, p50 = results[name]
-                print(f"{name}: {p50 - base_p50:+.1f} ms at p50, {100 * rps / base_rps:.0f}% of the direct throughput")
+            compare(routes, watched, requests, concurrency)
+            # One at a time: the endpoint's own latency, without the CPU contention of a saturated machine.
+            compare(routes, watched, max(40, requests // 8), 1)
     finally:
         for process in processes:
             process.terminate()

@@ -123,7 +123,8 @@ class ChatSetup:
 @pytest.fixture
 def chat_app(gateway: LiteLLMGateway, upstream: FakeModelServer, tmp_path: Path, request: Any) -> Iterator[ChatSetup]:
     """Agents applied to a fresh PostgreSQL database, one key, the app on it. Options through
-    `@pytest.mark.chat(gateway_url=..., gateway_timeout=..., budget=Budget(...), max_body=...)`."""
+    `@pytest.mark.chat(gateway_url=..., gateway_timeout=..., budget=Budget(...), max_body=...)`;
+    gateway_url="upstream" talks to the fake model directly, for what LiteLLM would hide."""
     marker = request.node.get_closest_marker("chat")
     options: dict[str, Any] = dict(marker.kwargs) if marker else {}
     upstream.reset()
@@ -135,7 +136,8 @@ def chat_app(gateway: LiteLLMGateway, upstream: FakeModelServer, tmp_path: Path,
         apply(folder, database)
         engine = connect(database)
         _, key = KeyStore(engine).create("tests")
-        app = create_app(engine, options.pop("gateway_url", gateway.url), gateway.key,
+        gateway_url = options.pop("gateway_url", gateway.url)
+        app = create_app(engine, upstream.url if gateway_url == "upstream" else gateway_url, gateway.key,
                          gateway_timeout=options.pop("gateway_timeout", 30.0),
                          budget=options.pop("budget", Budget()), **options)
         with Served(app) as served:

@@ -4,7 +4,7 @@ It answers `POST /v1/chat/completions` with "echo: <last user message>", plain o
 server-sent events (with a usage chunk when `stream_options.include_usage` asks for it), and
 records every request so tests can assert what reached the model. Behaviour is set on the
 object while it runs: `delay` before answering, `token_delay` between streamed tokens,
-`fail_status` to answer with an error.
+`fail_status` to answer with an error, `drop_after` to cut a stream after that many tokens.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ class FakeModelServer:
         self.delay = 0.0
         self.token_delay = 0.0
         self.fail_status: int | None = None
+        self.drop_after: int | None = None
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer((host, port), _handler(self))
         self.server.daemon_threads = True
@@ -44,7 +45,7 @@ class FakeModelServer:
         with self._lock:
             self.requests.clear()
         self.delay = self.token_delay = 0.0
-        self.fail_status = None
+        self.fail_status = self.drop_after = None
 
     def record(self, body: dict[str, Any]) -> None:
         with self._lock:
@@ -102,6 +103,9 @@ def _handler(owner: FakeModelServer) -> type[BaseHTTPRequestHandler]:
             tokens = reply.split(" ")
             try:
                 for i, token in enumerate(tokens):
+                    if owner.drop_after is not None and i == owner.drop_after:
+                        self.close_connection = True
+                        return  # the connection closes without [DONE]: a stream cut short
                     piece = token if i == 0 else " " + token
                     self._event({**base, "object": "chat.completion.chunk", "choices": [
                         {"index": 0, "delta": {"role": "assistant", "content": piece} if i == 0 else

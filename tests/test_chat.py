@@ -397,3 +397,26 @@ def test_each_api_request_logs_one_json_line_with_its_agent_and_session(chat_app
         ("POST /v1/chat/completions 200", "code/reviewer", 200)]
     assert lines[0]["session"] == session and lines[0]["duration_ms"] > 0
     assert chat_app.key not in stream.getvalue()
+
+
+@pytest.mark.chat(gateway_url="upstream")
+def test_a_stream_that_stops_without_a_finish_reason_is_an_error_and_keeps_the_part_that_arrived(chat_app):
+    # Straight to the fake model: LiteLLM itself ends a stream whose upstream dropped with a made-up
+    # finish_reason "stop", so through it a cut-off reply cannot be told from a whole one.
+    chat_app.upstream.drop_after = 3
+    with chat_app.client() as client, client.stream(
+            "POST", "/v1/agents/support/triage/chat", json={"message": "one two three four five", "stream": True}) as r:
+        found = events(r)
+    assert [name for name, _ in found] == ["session", "delta", "delta", "delta", "error"]
+    assert found[-1][1]["error"]["code"] == 502
+    assert found[-1][1]["error"]["message"].startswith("the reply ended before the model finished")
+    stored = chat_app.session(found[0][1]["session_id"])["messages"]
+    assert [(m["role"], m["content"], m["finish_reason"]) for m in stored] == [
+        ("user", "one two three four five", None), ("assistant", "echo: one two", "gateway_error"),
+        ("error", found[-1][1]["error"]["message"], None)]
+
+    client = openai.OpenAI(base_url=f"{chat_app.url}/v1", api_key=chat_app.key, max_retries=0)
+    with pytest.raises(openai.APIError, match="the reply ended before the model finished"):
+        for _ in client.chat.completions.create(model="support/triage", stream=True,
+                                                messages=[{"role": "user", "content": "a b c d"}]):
+            pass

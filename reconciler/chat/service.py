@@ -189,6 +189,11 @@ class Relay:
                 if chunk.get("usage"):
                     self.usage = _usage(chunk["usage"])
                 yield chunk
+            if self.finish_reason is None:
+                # Every complete OpenAI-style stream says why it ended; a gateway that loses its
+                # upstream mid-reply may just end the stream, and the reply must not pass as whole.
+                raise GatewayError(502, "the reply ended before the model finished (the stream from the LiteLLM "
+                                        "gateway stopped without a finish reason)", "protocol")
             outcome = "finished"
         except GatewayError as error:
             outcome = "failed"
