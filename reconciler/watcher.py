@@ -9,12 +9,11 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.config import Settings
-from reconciler.engine import ClusterApplyFailed, Outcome, SourceSuspended, reconcile
+from reconciler.engine import ClusterApplyFailed, SourceSuspended, reconcile
 from reconciler.errors import ReconcilerError, StateError
 from reconciler.kube.client import Cluster
 from reconciler.kube.leader import LeaderElector
@@ -60,7 +59,6 @@ class Watcher:
     # With several replicas, only the Lease holder reconciles.
     elector: LeaderElector | None = None
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
-    on_outcome: Callable[[Outcome], None] | None = None
     state: WatchState = dataclasses.field(default_factory=WatchState)
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     # Set by a webhook or a manual trigger: fetch now instead of at the next interval.
@@ -140,8 +138,6 @@ class Watcher:
         self.state.applied, self.state.last_error = head, None
         log_agent_changes(outcome.plan, head)
         log.info("revision %s applied: %s", head[:12], outcome.plan.summary, extra={"revision": head})
-        if self.on_outcome is not None:
-            self.on_outcome(outcome)
 
 
 def log_agent_changes(plan: Plan, revision: str | None) -> None:

@@ -302,7 +302,8 @@ def test_concurrent_sessions_do_not_mix(chat_app):
     assert errors == []
     for n, session in sessions.items():
         contents = [m["content"] for m in chat_app.session(session)["messages"]]
-        assert contents == [text for turn in range(3) for text in (f"client{n} turn{turn}", f"echo: client{n} turn{turn}")]
+        expected = [f"client{n} turn{turn}" for turn in range(3)]
+        assert contents == [text for said in expected for text in (said, f"echo: {said}")]
     # Each model call saw only its own session's history.
     for request in chat_app.upstream.requests:
         owners = {m["content"].removeprefix("echo: ").split()[0] for m in request["messages"][1:]}

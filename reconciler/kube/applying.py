@@ -35,10 +35,7 @@ class ObjectFailure:
 
 @dataclass
 class ApplyResult:
-    applied: list[ObjectKey] = field(default_factory=list)
-    deleted: list[ObjectKey] = field(default_factory=list)
     failures: list[ObjectFailure] = field(default_factory=list)
-    writes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -80,8 +77,6 @@ def apply_plan(cluster: Cluster, plan: Plan, *, live: Mapping[ObjectKey, dict[st
             changes = list(stage)
             for change, failure in zip(changes, pool.map(one, changes), strict=True):
                 if failure is None:
-                    (result.deleted if change.action == "delete" else result.applied).append(change.key)
-                    result.writes += 1
                     continue
                 result.failures.append(failure)
                 if change.agent:

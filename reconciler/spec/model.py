@@ -4,8 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-API_VERSION = "agent-reconciler/v1alpha1"
-KIND = "Agent"
 MODES = ("always-on", "warm-pool", "on-demand")
 
 
