@@ -17,4 +17,7 @@ def test_wheel_ships_the_schema(tmp_path):
         shipped = archive.read("reconciler/schemas/agent.schema.json")
         names = archive.namelist()
     assert shipped == (ROOT / "schemas" / "agent.schema.json").read_bytes()
-    assert "reconciler/cli.py" in names and not any(n.startswith("tests/") for n in names)
+    assert not any(n.startswith("tests/") for n in names)
+    # Every module of the package, migrations included (a package missing from pyproject's list is not shipped).
+    modules = {str(p.relative_to(ROOT)) for p in (ROOT / "reconciler").rglob("*.py")}
+    assert modules - set(names) == set()
