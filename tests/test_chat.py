@@ -421,3 +421,22 @@ def test_a_stream_that_stops_without_a_finish_reason_is_an_error_and_keeps_the_p
         for _ in client.chat.completions.create(model="support/triage", stream=True,
                                                 messages=[{"role": "user", "content": "a b c d"}]):
             pass
+
+
+def test_an_unreachable_database_gives_503_and_readyz_says_so(gateway):
+    from chatting import Served
+
+    from reconciler.chat.app import create_app
+    from reconciler.store.embedded import connect
+
+    engine = connect("postgresql+psycopg://postgres@127.0.0.1:5432/reconciler_no_such_database")
+    with Served(create_app(engine, gateway.url, gateway.key)) as served:
+        with httpx.Client(base_url=f"http://127.0.0.1:{served.port}", timeout=30) as client:
+            answer = client.post("/v1/agents/support/triage/chat", json={"message": "hi"},
+                                 headers={"Authorization": "Bearer ark_" + "k" * 40})
+            ready = client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json()["error"]["message"] == "the state database is unavailable (OperationalError); try again"
+    assert "reconciler_no_such_database" not in answer.text
+    assert ready.status_code == 503
+    assert ready.json()["checks"] == {"database": "unavailable: OperationalError", "gateway": "ok"}
