@@ -20,13 +20,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def configure(level: int = logging.INFO) -> None:
+def configure(level: int = logging.INFO, *, also: tuple[str, ...] = ()) -> None:
+    """Our loggers, and those named in `also` (a server library's), write through one handler, so a
+    log collector gets one format."""
     handler = logging.StreamHandler(sys.stderr)
     if sys.stderr.isatty():
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     else:
         handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("reconciler")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    for name in ("reconciler", *also):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False

@@ -81,7 +81,12 @@ def test_serve_answers_probes_and_stops_on_sigterm(tmp_path, gateway):
             process.kill()
             process.wait()
     errors = process.stderr.read().decode()
-    assert f"serving chat on http://127.0.0.1:{port}" in errors
+    # Not a terminal: every line is a JSON log entry, uvicorn's own included.
+    entries = [json.loads(line) for line in errors.splitlines()]
+    messages = [e["message"] for e in entries]
+    assert f"serving chat on http://127.0.0.1:{port} (gateway {gateway.url})" in messages
+    assert "chat server stopped" == messages[-1]
+    assert any(e["logger"].startswith("uvicorn") for e in entries)
     assert gateway.key not in errors
 
 

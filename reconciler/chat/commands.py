@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,8 @@ from reconciler import logs
 from reconciler.config import DATABASE_OPTION, LOCK_TIMEOUT_OPTION, HostPort, gateway_key, state_url
 from reconciler.errors import ConfigError
 from reconciler.store.embedded import open_state
+
+log = logging.getLogger("reconciler.chat")
 
 
 @click.command()
@@ -63,13 +66,13 @@ def serve(listen: tuple[str, int], gateway_url: str | None, gateway_key_file: st
     from reconciler.chat.app import create_app
     from reconciler.chat.context import Budget
 
-    logs.configure()
+    logs.configure(also=("uvicorn",))
     state = open_state(state_url(database), create=True, lock_timeout=lock_timeout, pool_size=database_pool_size)
     assert state.engine is not None
     app = create_app(state.engine, gateway_url, key, gateway_timeout=gateway_timeout,
                      budget=Budget(history_messages, history_tokens), max_body=max_body_size)
     host, port = listen
-    click.echo(f"serving chat on http://{host}:{port} (gateway {gateway_url})", err=True)
+    log.info("serving chat on http://%s:%d (gateway %s)", host, port, gateway_url)
     server = _server_class()(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                                     timeout_graceful_shutdown=30, server_header=False))
     try:
@@ -78,7 +81,7 @@ def serve(listen: tuple[str, int], gateway_url: str | None, gateway_key_file: st
         server.started = False
     if not server.started:
         raise ConfigError(f"could not serve on {host}:{port} (the reason is above; is the port in use?)")
-    click.echo("chat server stopped", err=True)
+    log.info("chat server stopped")
 
 
 def _server_class() -> type:
