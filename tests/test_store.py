@@ -116,6 +116,32 @@ def test_migrate_is_idempotent_and_concurrent(tmp_path, request):
             engine.dispose()
 
 
+def test_connections_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path):
+    # The first connections to a new file race to switch it to WAL; SQLite fails one of two
+    # deadlocked switchers without waiting, which once surfaced as "database is locked".
+    errors = []
+    for attempt in range(40):
+        engines = [connect(f"sqlite:///{tmp_path}/state-{attempt}.db") for _ in range(4)]
+        start = threading.Barrier(len(engines))
+
+        def open_one(engine):
+            start.wait()
+            try:
+                with engine.connect() as connection:
+                    assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            except Exception as error:  # noqa: BLE001 - collected for the assertion below
+                errors.append(error)
+
+        threads = [threading.Thread(target=open_one, args=(engine,)) for engine in engines]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for engine in engines:
+            engine.dispose()
+    assert errors == []
+
+
 def test_a_newer_schema_is_refused(url):
     with connect(url).begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))

@@ -7,6 +7,8 @@ stored in record form (fingerprints) and agents by reference.
 from __future__ import annotations
 
 import secrets
+import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +28,8 @@ from reconciler.store.lock import writer_lock
 from reconciler.store.models import Agent, Meta, StoredObject, SyncRun
 
 SALT_KEY = "secret_fingerprint_salt"
+# How long a SQLite connection waits for another one's write lock.
+SQLITE_BUSY_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -344,7 +348,18 @@ def connect(url: str, *, pool_size: int | None = None) -> Engine:
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
-    # The timeout first: switching to WAL needs a moment of exclusive access when others read.
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.close()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        # WAL lets readers go on while a sync writes, and it persists in the file, so only a new file
+        # switches. Two connections switching the same new file at once can deadlock, and SQLite then
+        # fails one at once instead of waiting: retry it until the other has switched.
+        deadline = time.monotonic() + SQLITE_BUSY_MS / 1000
+        while cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+    finally:
+        cursor.close()
