@@ -14,7 +14,7 @@ import httpx
 import pytest
 import uvicorn
 from click.testing import CliRunner
-from databases import postgres_database
+from databases import database
 from fakellm import FakeModelServer
 from litellm_gateway import INSTALL_HINT, LiteLLMGateway, find_litellm, free_port
 
@@ -120,9 +120,10 @@ class ChatSetup:
         return answer.json()
 
 
-@pytest.fixture
+@pytest.fixture(params=["postgresql", "sqlite"])
 def chat_app(gateway: LiteLLMGateway, upstream: FakeModelServer, tmp_path: Path, request: Any) -> Iterator[ChatSetup]:
-    """Agents applied to a fresh PostgreSQL database, one key, the app on it. Options through
+    """Agents applied to a fresh database, one key, the app on it: on PostgreSQL (turns through
+    asynchronous psycopg) and on SQLite (through SQLAlchemy in worker threads). Options through
     `@pytest.mark.chat(gateway_url=..., gateway_timeout=..., budget=Budget(...), max_body=...)`;
     gateway_url="upstream" talks to the fake model directly, for what LiteLLM would hide."""
     marker = request.node.get_closest_marker("chat")
@@ -131,15 +132,15 @@ def chat_app(gateway: LiteLLMGateway, upstream: FakeModelServer, tmp_path: Path,
     folder = tmp_path / "agents"
     folder.mkdir()
     (folder / "agents.yaml").write_text(AGENTS)
-    with postgres_database() as database:
-        assert CliRunner().invoke(main, ["migrate", "--database", database]).exit_code == 0
-        apply(folder, database)
-        engine = connect(database)
+    with database(request.param, tmp_path) as database_url:
+        assert CliRunner().invoke(main, ["migrate", "--database", database_url]).exit_code == 0
+        apply(folder, database_url)
+        engine = connect(database_url)
         _, key = KeyStore(engine).create("tests")
         gateway_url = options.pop("gateway_url", gateway.url)
         app = create_app(engine, upstream.url if gateway_url == "upstream" else gateway_url, gateway.key,
                          gateway_timeout=options.pop("gateway_timeout", 30.0),
                          budget=options.pop("budget", Budget()), **options)
         with Served(app) as served:
-            yield ChatSetup(f"http://127.0.0.1:{served.port}", key, database, folder, upstream, gateway)
+            yield ChatSetup(f"http://127.0.0.1:{served.port}", key, database_url, folder, upstream, gateway)
         engine.dispose()

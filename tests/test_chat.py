@@ -7,8 +7,10 @@ import time
 
 import httpx
 import openai
+import psycopg
 import pytest
 from chatting import apply
+from databases import POSTGRES
 from litellm_gateway import free_port
 
 from reconciler.chat.context import Budget
@@ -323,8 +325,27 @@ def test_parallel_turns_of_one_session_keep_every_message_in_order(chat_app):
         thread.join()
     stored = chat_app.session(session)["messages"]
     assert [m["position"] for m in stored] == list(range(18))
-    assert sorted(m["content"] for m in stored if m["role"] == "user") == sorted(
-        ["start", *(f"parallel {n}" for n in range(8))])
+    # Each reply right after the message it answers, whichever turn finished first.
+    pairs = [(stored[i]["content"], stored[i + 1]["content"]) for i in range(0, 18, 2)]
+    assert sorted(pairs) == sorted((said, f"echo: {said}") for said in ["start", *(f"parallel {n}" for n in range(8))])
+
+
+@pytest.mark.parametrize("chat_app", ["postgresql"], indirect=True)
+def test_connections_the_database_closed_while_idle_are_replaced_without_an_error(chat_app):
+    first = chat_app.chat("support/triage", "before the restart")
+    assert first.status_code == 200, first.text
+    session = first.json()["session_id"]
+    name = chat_app.database.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        closed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
+                               (name,)).fetchone()[0]
+    assert closed >= 1
+    for said in ("after the restart", "and again"):
+        answer = chat_app.chat("support/triage", said, session_id=session)
+        assert answer.status_code == 200, answer.text
+    assert [m["content"] for m in chat_app.session(session)["messages"]] == [
+        "before the restart", "echo: before the restart", "after the restart", "echo: after the restart",
+        "and again", "echo: and again"]
 
 
 @pytest.mark.chat(budget=Budget(messages=2, tokens=100_000))
@@ -436,7 +457,8 @@ def test_an_unreachable_database_gives_503_and_readyz_says_so(gateway):
                                  headers={"Authorization": "Bearer ark_" + "k" * 40})
             ready = client.get("/readyz")
     assert answer.status_code == 503
-    assert answer.json()["error"]["message"] == "the state database is unavailable (OperationalError); try again"
+    assert answer.json()["error"]["message"] == (
+        "the state database is unavailable (no connection came free in time); try again")
     assert "reconciler_no_such_database" not in answer.text
     assert ready.status_code == 503
     assert ready.json()["checks"] == {"database": "unavailable: OperationalError", "gateway": "ok"}

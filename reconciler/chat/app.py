@@ -4,7 +4,6 @@ Errors have the OpenAI shape, `{"error": {"message", "type", "code"}}`, so OpenA
 them; no answer carries a stack trace or a key.
 """
 # No `from __future__ import annotations`: FastAPI resolves the local Annotated aliases of create_app at runtime.
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -12,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 import anyio
+import orjson
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -28,6 +28,7 @@ from reconciler.chat.gateway import Gateway, GatewayError
 from reconciler.chat.keys import KeyInfo, KeyStore
 from reconciler.chat.service import ChatError, ChatService, Relay
 from reconciler.chat.sessions import SessionStore, Turn
+from reconciler.chat.turns import open_turns
 from reconciler.metrics import ChatMetrics
 
 log = logging.getLogger("reconciler.chat")
@@ -75,13 +76,20 @@ class CompletionRequest(BaseModel):
     session_id: str | None = Field(None, description=f"Continue this session (or send the {SESSION_HEADER} header).")
 
 
+class FastJSONResponse(JSONResponse):
+    """JSON rendered by orjson: the chat replies are rendered on every request."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def _error(status: int, message: str, type_: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": type_, "code": status}}, status, headers=headers)
 
 
 def _sse(event: str | None, data: Any) -> bytes:
     head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return f"{head}data: ".encode() + orjson.dumps(data) + b"\n\n"
 
 
 class Guard:
@@ -149,7 +157,7 @@ class Guard:
 
 
 def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gateway_timeout: float = 120.0,
-               budget: Budget = Budget(), max_body: int = 1 << 20) -> FastAPI:
+               budget: Budget = Budget(), max_body: int = 1 << 20, database_pool_size: int = 20) -> FastAPI:
     """The chat service over a migrated state database and a LiteLLM gateway."""
     metrics = ChatMetrics()
     sessions, keys = SessionStore(engine), KeyStore(engine)
@@ -157,13 +165,16 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # The HTTP client belongs to the server's event loop, so it is made here, not at import.
+        # The HTTP client and the connection pool belong to the server's event loop: made here, not at import.
         gateway = Gateway(gateway_url, gateway_key, timeout=gateway_timeout)
-        holder["service"] = ChatService(sessions, keys, gateway, budget, metrics)
+        turns = open_turns(engine, sessions, keys, pool_size=database_pool_size)
+        await turns.open()
+        holder["service"] = ChatService(turns, sessions, keys, gateway, budget, metrics)
         try:
             yield
         finally:
             await gateway.aclose()
+            await turns.close()
 
     app = FastAPI(title="agent-reconciler chat", version=__version__, lifespan=lifespan,
                   description="Chat with the agents the reconciler has synced, through the LiteLLM gateway.")
@@ -172,7 +183,8 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
 
     bearer = HTTPBearer(auto_error=False, description="A key from `reconcile keys create NAME`.")
 
-    def token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str | None:
+    # async: FastAPI runs a plain function dependency in a worker thread, a trip on every request.
+    async def token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str | None:
         return credentials.credentials if credentials else None
 
     Token = Annotated[str | None, Depends(token)]
@@ -212,9 +224,9 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
         headers = {SESSION_HEADER: turn.session_id}
         if not body.stream:
             done = await chat.complete(turn, request)
-            return JSONResponse(ChatReply(session_id=turn.session_id, reply=done.reply, model=done.model,
-                                          finish_reason=done.finish_reason, usage=done.usage.as_dict()).model_dump(),
-                                headers=headers)
+            return FastJSONResponse({"session_id": turn.session_id, "reply": done.reply, "model": done.model,
+                                     "finish_reason": done.finish_reason, "usage": done.usage.as_dict()},
+                                    headers=headers)
         relay = await chat.open_stream(turn, request)
         return StreamingResponse(_native_events(turn, relay), media_type="text/event-stream",
                                  headers={**headers, "Cache-Control": "no-cache"})
@@ -235,7 +247,7 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
         headers = {SESSION_HEADER: turn.session_id}
         if not body.stream:
             done = await chat.complete(turn, request)
-            return JSONResponse({**done.raw, "model": agent.key}, headers=headers)
+            return FastJSONResponse({**done.raw, "model": agent.key}, headers=headers)
         relay = await chat.open_stream(turn, request)
         usage = bool((body.stream_options or {}).get("include_usage"))
         return StreamingResponse(_openai_events(agent.key, relay, usage), media_type="text/event-stream",

@@ -14,7 +14,13 @@ from typing import Any
 import click
 
 from reconciler import logs
-from reconciler.config import DATABASE_OPTION, LOCK_TIMEOUT_OPTION, HostPort, gateway_key, state_url
+from reconciler.config import (
+    DATABASE_OPTION,
+    LOCK_TIMEOUT_OPTION,
+    HostPort,
+    gateway_key,
+    state_url,
+)
 from reconciler.errors import ConfigError
 from reconciler.store.embedded import open_state
 
@@ -42,8 +48,8 @@ log = logging.getLogger("reconciler.chat")
               help="Largest request body, in bytes; larger ones get 413.")
 @click.option("--database-pool-size", type=click.IntRange(1, 200), default=20, show_default=True,
               envvar="RECONCILER_DATABASE_POOL_SIZE",
-              help="Database connections kept open (as many again may open under load). "
-                   "[env: RECONCILER_DATABASE_POOL_SIZE]")
+              help="Most database connections for chat turns on PostgreSQL (a few more serve reads); "
+                   "a request waits up to 5 s for one, then gets 503. [env: RECONCILER_DATABASE_POOL_SIZE]")
 @DATABASE_OPTION
 @LOCK_TIMEOUT_OPTION
 def serve(listen: tuple[str, int], gateway_url: str | None, gateway_key_file: str | None, gateway_timeout: float,
@@ -67,10 +73,11 @@ def serve(listen: tuple[str, int], gateway_url: str | None, gateway_key_file: st
     from reconciler.chat.context import Budget
 
     logs.configure(also=("uvicorn",))
-    state = open_state(state_url(database), create=True, lock_timeout=lock_timeout, pool_size=database_pool_size)
+    state = open_state(state_url(database), create=True, lock_timeout=lock_timeout)
     assert state.engine is not None
     app = create_app(state.engine, gateway_url, key, gateway_timeout=gateway_timeout,
-                     budget=Budget(history_messages, history_tokens), max_body=max_body_size)
+                     budget=Budget(history_messages, history_tokens), max_body=max_body_size,
+                     database_pool_size=database_pool_size)
     host, port = listen
     log.info("serving chat on http://%s:%d (gateway %s)", host, port, gateway_url)
     server = _server_class()(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,

@@ -7,11 +7,13 @@ httpx: this call runs on every chat request, and aiohttp's client costs a fracti
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import orjson
+
+_JSON = {"Content-Type": "application/json"}
 
 
 class GatewayError(Exception):
@@ -38,7 +40,7 @@ class UpstreamStream:
                 data = line[5:].strip()
                 if data == b"[DONE]":
                     return
-                chunk = json.loads(data)
+                chunk = orjson.loads(data)
                 if "error" in chunk:
                     raise GatewayError(502, gateway.scrub(
                         f"the LiteLLM gateway failed during the reply: {_error_text(chunk)}"), "status")
@@ -68,7 +70,7 @@ class Gateway:
         # sock_read bounds each wait for data: the whole answer, or the next event of a stream.
         self._timeout = aiohttp.ClientTimeout(total=None, connect=min(timeout, 5.0), sock_read=timeout)
         self._session = aiohttp.ClientSession(
-            headers=headers, timeout=self._timeout, json_serialize=_dumps,
+            headers=headers, timeout=self._timeout,
             connector=aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections))
 
     def scrub(self, text: str) -> str:
@@ -77,7 +79,8 @@ class Gateway:
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
             async with asyncio.timeout(self.timeout):
-                async with self._session.post(self.completions_url, json=body) as response:
+                async with self._session.post(self.completions_url, data=orjson.dumps(body),
+                                              headers=_JSON) as response:
                     content = await response.read()
                     status = response.status
         except (TimeoutError, aiohttp.ClientError) as error:
@@ -85,7 +88,7 @@ class Gateway:
         if status >= 400:
             raise self._status_error(status, content)
         try:
-            data: dict[str, Any] = json.loads(content)
+            data: dict[str, Any] = orjson.loads(content)
             data["choices"][0]["message"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise GatewayError(502, "the LiteLLM gateway answered with something that is not a chat completion",
@@ -96,7 +99,8 @@ class Gateway:
         """Open a streamed completion; errors before the first byte are raised here."""
         try:
             async with asyncio.timeout(self.timeout):
-                response = await self._session.post(self.completions_url, json={**body, "stream": True})
+                response = await self._session.post(self.completions_url, data=orjson.dumps({**body, "stream": True}),
+                                                    headers=_JSON)
         except (TimeoutError, aiohttp.ClientError) as error:
             raise self._failure(error) from None
         if response.status >= 400:
@@ -133,16 +137,12 @@ class Gateway:
 
     def _status_error(self, status: int, content: bytes) -> GatewayError:
         try:
-            detail = _error_text(json.loads(content))
+            detail = _error_text(orjson.loads(content))
         except ValueError:
             detail = content.decode("utf-8", "replace")
         detail = " ".join(detail.split())[:500]
         hint = " (check the gateway key, LITELLM_API_KEY)" if status in (401, 403) else ""
         return GatewayError(502, self.scrub(f"the LiteLLM gateway answered HTTP {status}: {detail}{hint}"), "status")
-
-
-def _dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"))
 
 
 def _error_text(data: Any) -> str:

@@ -9,9 +9,9 @@ import hashlib
 import re
 import secrets
 import string
-from typing import Any
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -58,9 +58,15 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def key_info(id_: int, name: str, prefix: str, namespaces: list[str] | None, created_at: datetime,
+             last_used_at: datetime | None, revoked_at: datetime | None) -> KeyInfo:
+    """A key's record from its `api_keys` columns."""
+    return KeyInfo(id_, name, prefix, tuple(namespaces) if namespaces is not None else None,
+                   _aware(created_at), _aware(last_used_at), _aware(revoked_at))
+
+
 def _info(row: Any) -> KeyInfo:
-    return KeyInfo(row.id, row.name, row.prefix, tuple(row.namespaces) if row.namespaces is not None else None,
-                   _aware(row.created_at), _aware(row.last_used_at), _aware(row.revoked_at))
+    return key_info(row.id, row.name, row.prefix, row.namespaces, row.created_at, row.last_used_at, row.revoked_at)
 
 
 class KeyStore:
@@ -113,9 +119,14 @@ class KeyStore:
             return None
         info = _info(row)
         now = datetime.now(UTC)
-        if info.revoked_at is None and (info.last_used_at is None or now - info.last_used_at > TOUCH_EVERY):
+        if needs_touch(info, now):
             connection.execute(_TOUCH, {"key_id": info.id, "now": now})
         return info
+
+
+def needs_touch(info: KeyInfo, now: datetime) -> bool:
+    """Whether this use of the key is to be written as its last use."""
+    return info.revoked_at is None and (info.last_used_at is None or now - info.last_used_at > TOUCH_EVERY)
 
 
 def _aware(value: datetime | None) -> datetime | None:

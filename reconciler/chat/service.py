@@ -2,25 +2,38 @@
 
 The user's message is stored before the gateway is called and the reply after it; whatever
 happens in between (gateway down, slow, a stream cut off, the client gone) is stored too.
-Database calls are synchronous SQLAlchemy, run in worker threads.
+The turn's own writes go through a TurnStore (see turns.py); reads of keys and sessions are
+synchronous SQLAlchemy in worker threads.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
+import psycopg
+from psycopg_pool import PoolTimeout
 from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler.chat.context import Budget, Message
 from reconciler.chat.gateway import Gateway, GatewayError, UpstreamStream
 from reconciler.chat.keys import KeyInfo, KeyStore
-from reconciler.chat.sessions import ChatAgent, SessionNotFound, SessionStore, SessionView, Turn, Usage
+from reconciler.chat.sessions import (
+    ChatAgent,
+    SessionNotFound,
+    SessionStore,
+    SessionView,
+    Turn,
+    Usage,
+)
+from reconciler.chat.turns import TurnStore
 from reconciler.metrics import ChatMetrics
 
 T = TypeVar("T")
+# What a database that cannot be reached raises, through SQLAlchemy or psycopg directly (pool timeouts included).
+UNAVAILABLE = (SQLAlchemyError, psycopg.Error)
 log = logging.getLogger("reconciler.chat")
 
 
@@ -65,9 +78,9 @@ def _usage(data: dict[str, Any] | None) -> Usage:
 
 
 class ChatService:
-    def __init__(self, sessions: SessionStore, keys: KeyStore, gateway: Gateway, budget: Budget,
+    def __init__(self, turns: TurnStore, sessions: SessionStore, keys: KeyStore, gateway: Gateway, budget: Budget,
                  metrics: ChatMetrics) -> None:
-        self.sessions, self.keys, self.gateway = sessions, keys, gateway
+        self.turns, self.sessions, self.keys, self.gateway = turns, sessions, keys, gateway
         self.budget, self.metrics = budget, metrics
 
     async def authenticate(self, token: str | None) -> KeyInfo:
@@ -77,30 +90,28 @@ class ChatService:
 
     async def start(self, token: str | None, namespace: str, name: str, session_id: str | None,
                     new: Sequence[Message]) -> Turn:
-        """Check the key and the agent, and store the new messages: one transaction, one trip to a worker
-        thread (this runs on every chat request, so its cost is the endpoint's cost)."""
+        """Check the key and the agent, and store the new messages, in one transaction."""
         token = _bearer(token)
-        return await self._db(self._start, token, namespace, name, session_id, new)
 
-    def _start(self, token: str, namespace: str, name: str, session_id: str | None,
-               new: Sequence[Message]) -> Turn:
-        with self.sessions.engine.begin() as connection:
-            key = _usable_key(self.keys.verify_on(connection, token))
+        def admit(info: KeyInfo | None, agent: ChatAgent | None) -> None:
+            key = _usable_key(info)
             if not key.allows(namespace):
                 raise ChatError(403, f"API key {key.name!r} may use agents in {key.scope}, not in namespace "
                                      f"{namespace!r}", "permission_error")
-            agent = self.sessions.agent_on(connection, namespace, name)
             if agent is None:
                 raise ChatError(404, f"no synced agent {namespace}/{name} (an agent answers once a revision "
                                      "declaring it has been applied)", "not_found_error")
             if not agent.chat_enabled:
                 raise ChatError(403, f"agent {agent.key} does not have chat enabled (set spec.chat.enabled: "
                                      "true and sync)", "permission_error")
-            try:
-                return self.sessions.begin_turn_on(connection, agent, key.id, session_id, new, self.budget)
-            except SessionNotFound:
-                raise ChatError(404, f"no session {session_id} of agent {agent.key} for this key",
-                                "not_found_error") from None
+
+        try:
+            return await self.turns.begin(token, namespace, name, session_id, new, self.budget, admit)
+        except SessionNotFound:
+            raise ChatError(404, f"no session {session_id} of agent {namespace}/{name} for this key",
+                            "not_found_error") from None
+        except UNAVAILABLE as error:
+            raise _unavailable(error) from None
 
     async def chat_agents(self, key: KeyInfo) -> list[ChatAgent]:
         return [a for a in await self._db(self.sessions.chat_agents) if key.allows(a.namespace)]
@@ -133,8 +144,11 @@ class ChatService:
         choice = data["choices"][0]
         completion = Completion(str(choice["message"].get("content") or ""), data.get("model"),
                                 _usage(data.get("usage")), choice.get("finish_reason"), data)
-        await self._db(self.sessions.finish_turn, turn, completion.reply, model=completion.model,
-                       usage=completion.usage, finish_reason=completion.finish_reason)
+        try:
+            await self.turns.finish(turn, completion.reply, model=completion.model, usage=completion.usage,
+                                    finish_reason=completion.finish_reason)
+        except UNAVAILABLE as error:
+            raise _unavailable(error) from None
         self.metrics.used(turn.agent.namespace, turn.agent.name, completion.usage.prompt_tokens,
                           completion.usage.completion_tokens)
         return completion
@@ -150,14 +164,18 @@ class ChatService:
 
     async def _failed(self, turn: Turn, error: GatewayError, partial: str = "", model: str | None = None) -> None:
         self.metrics.gateway_errors.labels(error.reason).inc()
-        await _shielded(self.sessions.record_error, turn, error.message, partial=partial, model=model)
+        await _shielded(self.turns.record_error(turn, error.message, partial=partial, model=model))
 
     async def _db(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
             return await anyio.to_thread.run_sync(lambda: call(*args, **kwargs))
         except SQLAlchemyError as error:
-            raise ChatError(503, f"the state database is unavailable ({error.__class__.__name__}); "
-                                 "try again", "service_unavailable") from None
+            raise _unavailable(error) from None
+
+
+def _unavailable(error: Exception) -> ChatError:
+    reason = "no connection came free in time" if isinstance(error, PoolTimeout) else error.__class__.__name__
+    return ChatError(503, f"the state database is unavailable ({reason}); try again", "service_unavailable")
 
 
 class Relay:
@@ -203,20 +221,20 @@ class Relay:
             with anyio.CancelScope(shield=True):
                 await self.upstream.aclose()
             if outcome == "finished":
-                await _shielded(service.sessions.finish_turn, turn, self.text, model=self.model, usage=self.usage,
-                                finish_reason=self.finish_reason)
+                await _shielded(service.turns.finish(turn, self.text, model=self.model, usage=self.usage,
+                                                     finish_reason=self.finish_reason))
                 service.metrics.used(turn.agent.namespace, turn.agent.name, self.usage.prompt_tokens,
                                      self.usage.completion_tokens)
             elif outcome == "disconnected":
-                await _shielded(service.sessions.record_error, turn,
-                                f"the client disconnected after {len(self.text)} character(s) of the reply",
-                                partial=self.text, model=self.model, finish_reason="client_disconnected")
+                await _shielded(service.turns.record_error(
+                    turn, f"the client disconnected after {len(self.text)} character(s) of the reply",
+                    partial=self.text, model=self.model, finish_reason="client_disconnected"))
 
 
-async def _shielded(call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+async def _shielded(write: Awaitable[None]) -> None:
     # Runs even while the request is being cancelled (client gone): the session must say what happened.
     with anyio.CancelScope(shield=True):
         try:
-            await anyio.to_thread.run_sync(lambda: call(*args, **kwargs))
-        except SQLAlchemyError:
+            await write
+        except UNAVAILABLE:
             log.exception("could not record the end of a chat turn")

@@ -2,7 +2,8 @@
 
 Every call is one short transaction. Positions within a session are taken by incrementing the
 session's counter, which locks its row until the transaction ends, so concurrent turns of one
-session interleave without colliding.
+session interleave without colliding. A turn takes one position more than its new messages: the
+reply's, so storing the reply is a single insert and it sits right after the message it answers.
 """
 from __future__ import annotations
 
@@ -55,12 +56,15 @@ class Usage:
 
 @dataclass(frozen=True)
 class Turn:
-    """A user's turn, stored: the session and the messages to send to the model."""
+    """A user's turn, stored: the session, the messages to send to the model, the position kept for
+    the reply, and the key that started it."""
 
     session_id: str
     agent: ChatAgent
     messages: list[Message]
     new_session: bool
+    reply_position: int
+    key_id: int | None
 
 
 @dataclass(frozen=True)
@@ -95,10 +99,14 @@ def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
+def chat_agent(namespace: str, name: str, spec: dict[str, Any], revision: str | None) -> ChatAgent:
+    """The chat view of an agent's stored spec (an `agents` row)."""
+    return ChatAgent(namespace, name, spec["model"], spec.get("system_prompt") or "", bool(spec.get("chat_enabled")),
+                     spec.get("temperature"), spec.get("max_tokens"), revision)
+
+
 def _chat_agent(row: Any) -> ChatAgent:
-    spec = row.spec
-    return ChatAgent(row.namespace, row.name, spec["model"], spec.get("system_prompt") or "",
-                     bool(spec.get("chat_enabled")), spec.get("temperature"), spec.get("max_tokens"), row.revision)
+    return chat_agent(row.namespace, row.name, row.spec, row.revision)
 
 
 # Built once: a statement object reused keeps its cache key, so each call skips building and keying it.
@@ -122,15 +130,25 @@ _ADD_MESSAGE = insert(MESSAGES)
 _MESSAGE_DEFAULTS = {"model": None, "prompt_tokens": None, "completion_tokens": None, "finish_reason": None}
 
 
+def reply_row(reply: str, model: str | None, usage: Usage, finish_reason: str | None) -> dict[str, Any]:
+    return {"role": "assistant", "content": reply, "model": model, "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens, "finish_reason": finish_reason}
+
+
+def error_rows(message: str, partial: str, model: str | None, finish_reason: str) -> list[dict[str, Any]]:
+    """What a failed turn leaves: the part of the reply that arrived, if any, then the error."""
+    rows: list[dict[str, Any]] = []
+    if partial:
+        rows.append({"role": "assistant", "content": partial, "model": model, "finish_reason": finish_reason})
+    rows.append({"role": "error", "content": message})
+    return rows
+
+
 class SessionStore:
     """The `*_on` methods work inside a caller's transaction; the others open their own."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-
-    def agent(self, namespace: str, name: str) -> ChatAgent | None:
-        with self.engine.connect() as connection:
-            return self.agent_on(connection, namespace, name)
 
     def agent_on(self, connection: Connection, namespace: str, name: str) -> ChatAgent | None:
         """The agent as last synced; None when it was never synced or has been removed."""
@@ -142,44 +160,43 @@ class SessionStore:
             rows = connection.execute(_CHAT_AGENTS).all()
         return [agent for agent in map(_chat_agent, rows) if agent.chat_enabled]
 
-    def begin_turn(self, agent: ChatAgent, key_id: int | None, session_id: str | None,
-                   new: Sequence[Message], budget: Budget) -> Turn:
-        with self.engine.begin() as connection:
-            return self.begin_turn_on(connection, agent, key_id, session_id, new, budget)
-
     def begin_turn_on(self, connection: Connection, agent: ChatAgent, key_id: int | None, session_id: str | None,
                       new: Sequence[Message], budget: Budget) -> Turn:
         """Store the new messages (before the model is asked, so they are kept whatever happens)."""
         now = _now()
+        taken = len(new) + 1  # and the reply's
         if session_id is None:
             session_id = str(uuid.uuid4())
             connection.execute(_NEW_SESSION, {
                 "id": session_id, "agent_namespace": agent.namespace, "agent_name": agent.name,
-                "api_key_id": key_id, "next_position": len(new), "created_at": now, "updated_at": now})
+                "api_key_id": key_id, "next_position": taken, "created_at": now, "updated_at": now})
             history: list[Message] = []
             position = 0
         else:
-            position = self._take(connection, session_id, agent, len(new), now, key_id=key_id)
+            position = self._take(connection, session_id, agent, taken, now, key_id=key_id)
             rows = connection.execute(_HISTORY, {"sid": session_id, "before": position, "limit": budget.messages})
             history = [Message(r.role, r.content, r.finish_reason) for r in reversed(rows.all())]
         self._add(connection, session_id, position, [{"role": m.role, "content": m.content} for m in new], now)
-        return Turn(session_id, agent, build(agent.system_prompt, history, new, budget), position == 0)
+        return Turn(session_id, agent, build(agent.system_prompt, history, new, budget), position == 0,
+                    position + len(new), key_id)
 
     def finish_turn(self, turn: Turn, reply: str, *, model: str | None, usage: Usage,
                     finish_reason: str | None) -> None:
         """Store the reply (or what came of it before the stream was cut: see context.CUT_OFF)."""
-        self._append(turn, [{"role": "assistant", "content": reply, "model": model,
-                             "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                             "finish_reason": finish_reason}])
+        with self.engine.begin() as connection:
+            self._add(connection, turn.session_id, turn.reply_position, [reply_row(reply, model, usage, finish_reason)],
+                      _now())
 
     def record_error(self, turn: Turn, message: str, *, partial: str = "", model: str | None = None,
                      finish_reason: str = "gateway_error") -> None:
         """Keep what went wrong in the session, after the part of the reply that arrived, if any."""
-        rows: list[dict[str, Any]] = []
-        if partial:
-            rows.append({"role": "assistant", "content": partial, "model": model, "finish_reason": finish_reason})
-        rows.append({"role": "error", "content": message})
-        self._append(turn, rows)
+        rows = error_rows(message, partial, model, finish_reason)
+        now = _now()
+        with self.engine.begin() as connection:
+            self._add(connection, turn.session_id, turn.reply_position, rows[:1], now)
+            if len(rows) > 1:
+                position = self._take(connection, turn.session_id, turn.agent, len(rows) - 1, now)
+                self._add(connection, turn.session_id, position, rows[1:], now)
 
     def session(self, session_id: str, key_id: int | None) -> SessionView:
         with self.engine.connect() as connection:
@@ -193,12 +210,6 @@ class SessionStore:
                                StoredMessage(m.position, m.role, m.content, m.model, m.finish_reason,
                                              Usage(m.prompt_tokens, m.completion_tokens), _aware(m.created_at))
                                for m in messages])
-
-    def _append(self, turn: Turn, rows: list[dict[str, Any]]) -> None:
-        now = _now()
-        with self.engine.begin() as connection:
-            position = self._take(connection, turn.session_id, turn.agent, len(rows), now)
-            self._add(connection, turn.session_id, position, rows, now)
 
     @staticmethod
     def _take(connection: Connection, session_id: str, agent: ChatAgent, count: int, now: datetime, *,

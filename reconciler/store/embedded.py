@@ -303,7 +303,7 @@ def _digest(change: Change) -> str:
     return change.desired.digest if change.desired is not None else record_digest(change.after)
 
 
-def open_state(url: str, *, create: bool, lock_timeout: float = 60.0, pool_size: int | None = None) -> EmbeddedState:
+def open_state(url: str, *, create: bool, lock_timeout: float = 60.0) -> EmbeddedState:
     """Open the state database; with create=False a missing SQLite file is an empty state, and
     nothing is written (a dry run leaves no file behind).
 
@@ -314,7 +314,7 @@ def open_state(url: str, *, create: bool, lock_timeout: float = 60.0, pool_size:
     if path is not None and not path.exists() and not create:
         return EmbeddedState(None, url)
     try:
-        engine = connect(url, pool_size=pool_size)
+        engine = connect(url)
         if path is not None:
             migrate.upgrade_if_needed(engine, lock_timeout=lock_timeout)
         else:
@@ -327,11 +327,8 @@ def open_state(url: str, *, create: bool, lock_timeout: float = 60.0, pool_size:
     return EmbeddedState(engine, url, lock_timeout=lock_timeout)
 
 
-def connect(url: str, *, pool_size: int | None = None) -> Engine:
-    """An engine for `url` (no connection is made yet); a SQLite file's folder is created.
-
-    `pool_size` connections are kept open (as many again may open under load); a long-running
-    server sets it near its concurrency, since opening a PostgreSQL connection costs milliseconds."""
+def connect(url: str) -> Engine:
+    """An engine for `url` (no connection is made yet); a SQLite file's folder is created."""
     path = _sqlite_path(url)
     if path is not None:
         try:
@@ -339,8 +336,7 @@ def connect(url: str, *, pool_size: int | None = None) -> Engine:
         except OSError as error:
             raise StateError(f"cannot create the state folder {path.parent}: {error.strerror} "
                              "(choose another path with --database or DATABASE_URL)") from None
-    sizing = {"pool_size": pool_size, "max_overflow": pool_size} if pool_size and path is None else {}
-    engine = create_engine(url, pool_pre_ping=True, **sizing)
+    engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

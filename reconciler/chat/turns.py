@@ -1,0 +1,82 @@
+"""Where chat turns are stored: the few database calls every chat request makes.
+
+`open_turns` picks the implementation for the database: on PostgreSQL, asynchronous psycopg with
+prepared statements on the server's event loop (`postgres_turns`); on any other database, the
+SQLAlchemy stores run in worker threads. Both keep the same rows (tests run the chat API on both).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import anyio
+from sqlalchemy.engine import Engine
+
+from reconciler.chat.context import Budget, Message
+from reconciler.chat.keys import KeyInfo, KeyStore
+from reconciler.chat.sessions import ChatAgent, SessionStore, Turn, Usage
+
+# Called inside the turn's transaction with the key (None: never issued) and the agent (None: not
+# synced); it raises to refuse the request, and nothing is stored then.
+Admit = Callable[[KeyInfo | None, ChatAgent | None], None]
+
+
+class TurnStore(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def begin(self, token: str, namespace: str, name: str, session_id: str | None,
+                    new: Sequence[Message], budget: Budget, admit: Admit) -> Turn:
+        """In one transaction: look up the key and the agent, `admit` them, store the new messages.
+        Raises SessionNotFound for a session of another agent or key."""
+        ...
+
+    async def finish(self, turn: Turn, reply: str, *, model: str | None, usage: Usage,
+                     finish_reason: str | None) -> None: ...
+
+    async def record_error(self, turn: Turn, message: str, *, partial: str = "", model: str | None = None,
+                           finish_reason: str = "gateway_error") -> None: ...
+
+
+class ThreadedTurns:
+    """The SQLAlchemy stores (any database), each call in a worker thread."""
+
+    def __init__(self, sessions: SessionStore, keys: KeyStore) -> None:
+        self.sessions, self.keys = sessions, keys
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def begin(self, token: str, namespace: str, name: str, session_id: str | None,
+                    new: Sequence[Message], budget: Budget, admit: Admit) -> Turn:
+        def run() -> Turn:
+            with self.sessions.engine.begin() as connection:
+                key = self.keys.verify_on(connection, token)
+                agent = self.sessions.agent_on(connection, namespace, name) if key is not None else None
+                admit(key, agent)
+                assert key is not None and agent is not None
+                return self.sessions.begin_turn_on(connection, agent, key.id, session_id, new, budget)
+        return await anyio.to_thread.run_sync(run)
+
+    async def finish(self, turn: Turn, reply: str, *, model: str | None, usage: Usage,
+                     finish_reason: str | None) -> None:
+        await anyio.to_thread.run_sync(lambda: self.sessions.finish_turn(
+            turn, reply, model=model, usage=usage, finish_reason=finish_reason))
+
+    async def record_error(self, turn: Turn, message: str, *, partial: str = "", model: str | None = None,
+                           finish_reason: str = "gateway_error") -> None:
+        await anyio.to_thread.run_sync(lambda: self.sessions.record_error(
+            turn, message, partial=partial, model=model, finish_reason=finish_reason))
+
+
+def open_turns(engine: Engine, sessions: SessionStore, keys: KeyStore, *, pool_size: int) -> TurnStore:
+    """The turn store for the engine's database (not opened yet: `await store.open()` in the event loop)."""
+    if engine.dialect.name == "postgresql":
+        from reconciler.chat.postgres_turns import PostgresTurns
+
+        return PostgresTurns(engine.url.render_as_string(hide_password=False), pool_size=pool_size)
+    return ThreadedTurns(sessions, keys)
