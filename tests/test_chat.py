@@ -458,7 +458,7 @@ def test_an_unreachable_database_gives_503_and_readyz_says_so(gateway):
             ready = client.get("/readyz")
     assert answer.status_code == 503
     assert answer.json()["error"]["message"] == (
-        "the state database is unavailable (no connection came free in time); try again")
+        "the state database is unavailable (cannot connect to it: InvalidCatalogNameError); try again")
     assert "reconciler_no_such_database" not in answer.text
     assert ready.status_code == 503
     assert ready.json()["checks"] == {"database": "unavailable: OperationalError", "gateway": "ok"}

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
-import psycopg
-from psycopg_pool import PoolTimeout
 from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler.chat.context import Budget, Message
@@ -28,12 +26,12 @@ from reconciler.chat.sessions import (
     Turn,
     Usage,
 )
-from reconciler.chat.turns import TurnStore
+from reconciler.chat.turns import StoreUnavailable, TurnStore
 from reconciler.metrics import ChatMetrics
 
 T = TypeVar("T")
-# What a database that cannot be reached raises, through SQLAlchemy or psycopg directly (pool timeouts included).
-UNAVAILABLE = (SQLAlchemyError, psycopg.Error)
+# What a database that cannot be reached raises, through SQLAlchemy or a TurnStore.
+UNAVAILABLE = (SQLAlchemyError, StoreUnavailable)
 log = logging.getLogger("reconciler.chat")
 
 
@@ -174,7 +172,7 @@ class ChatService:
 
 
 def _unavailable(error: Exception) -> ChatError:
-    reason = "no connection came free in time" if isinstance(error, PoolTimeout) else error.__class__.__name__
+    reason = str(error) if isinstance(error, StoreUnavailable) else error.__class__.__name__
     return ChatError(503, f"the state database is unavailable ({reason}); try again", "service_unavailable")
 
 

@@ -1,8 +1,8 @@
 """Where chat turns are stored: the few database calls every chat request makes.
 
-`open_turns` picks the implementation for the database: on PostgreSQL, asynchronous psycopg with
-prepared statements on the server's event loop (`postgres_turns`); on any other database, the
-SQLAlchemy stores run in worker threads. Both keep the same rows (tests run the chat API on both).
+`open_turns` picks the implementation for the database: on PostgreSQL, asyncpg on the server's
+event loop (`postgres_turns`); on any other database, the SQLAlchemy stores in worker threads.
+Both keep the same rows (the tests run the chat API on both).
 """
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ from reconciler.chat.sessions import ChatAgent, SessionStore, Turn, Usage
 # Called inside the turn's transaction with the key (None: never issued) and the agent (None: not
 # synced); it raises to refuse the request, and nothing is stored then.
 Admit = Callable[[KeyInfo | None, ChatAgent | None], None]
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached (or no connection came free in time); the message says how."""
 
 
 class TurnStore(Protocol):
