@@ -2,9 +2,9 @@
 
 Every chat request runs these statements, and the endpoint shares CPUs with the gateway, so each
 round trip counts (measured per turn: SQLAlchemy in worker threads ~2.2 ms of CPU, asynchronous
-psycopg ~1.2 ms, asyncpg ~0.8 ms). A new session and its first messages are one statement, a
-continued session takes its positions and stores its messages in one, a reply is one insert, and
-none of them needs BEGIN or COMMIT. The rows are the ones `sessions.SessionStore` and
+psycopg ~1.2 ms, asyncpg ~0.8 ms). The key, the agent and the session's history are one query; a
+new session and its first messages are one statement, a continued session takes its positions and
+stores its messages in one, a reply is one insert, and none of them needs BEGIN or COMMIT. The rows are the ones `sessions.SessionStore` and
 `keys.KeyStore` write; the tests run the chat API on both.
 """
 from __future__ import annotations
@@ -24,8 +24,16 @@ from reconciler.chat.turns import Admit, StoreUnavailable
 
 T = TypeVar("T")
 
-_KEY_AND_AGENT = """
-SELECT k.id, k.name, k.prefix, k.namespaces, k.created_at, k.last_used_at, k.revoked_at, a.spec, a.revision
+# The key, the agent and, when a session is continued ($4), its latest messages (newest $5, as JSON):
+# one round trip. The history is read before the positions are taken; when the session turns out not
+# to be this key's, it is dropped unread.
+_KEY_AGENT_HISTORY = f"""
+SELECT k.id, k.name, k.prefix, k.namespaces, k.created_at, k.last_used_at, k.revoked_at, a.spec, a.revision,
+  (SELECT json_agg(json_build_array(h.role, h.content, h.finish_reason) ORDER BY h.position)
+   FROM (SELECT position, role, content, finish_reason FROM chat_messages
+         WHERE session_id = $4 AND role IN ('user', 'assistant', 'system')
+           AND (finish_reason IS NULL OR finish_reason NOT IN ({", ".join(f"'{r}'" for r in sorted(CUT_OFF))}))
+         ORDER BY position DESC LIMIT $5) h)
 FROM api_keys k
 LEFT JOIN agents a ON a.namespace = $1 AND a.name = $2 AND a.status = 'synced'
 WHERE k.key_hash = $3"""
@@ -52,11 +60,6 @@ _CONTINUE_SESSION = f"""
 WITH taken AS ({_TAKE}),
 added AS ({_NEW_MESSAGES})
 SELECT first FROM taken"""
-_HISTORY = f"""
-SELECT role, content, finish_reason FROM chat_messages
-WHERE session_id = $1 AND role IN ('user', 'assistant', 'system')
-  AND (finish_reason IS NULL OR finish_reason NOT IN ({", ".join(f"'{r}'" for r in sorted(CUT_OFF))}))
-ORDER BY position DESC LIMIT $2"""
 _ADD = """
 INSERT INTO chat_messages (session_id, position, role, content, model, prompt_tokens, completion_tokens,
                            finish_reason, created_at)
@@ -78,7 +81,8 @@ class PostgresTurns:
     async def open(self) -> None:
         # No connection yet: a database that is down at start makes requests 503, it does not stop the
         # server. A connection the server closes is noticed by the event loop and replaced on next use.
-        self._pool = await asyncpg.create_pool(self.url, min_size=0, max_size=self.pool_size, timeout=self.timeout)
+        self._pool = await asyncpg.create_pool(self.url, min_size=0, max_size=self.pool_size, timeout=self.timeout,
+                                               reset=_keep_session)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -90,7 +94,8 @@ class PostgresTurns:
             now = datetime.now(UTC)
             row = None
             if token.startswith(PREFIX):
-                row = await connection.fetchrow(_KEY_AND_AGENT, namespace, name, digest(token))
+                row = await connection.fetchrow(_KEY_AGENT_HISTORY, namespace, name, digest(token), session_id,
+                                                budget.messages)
             key = None if row is None else key_info(*row[:3], _json(row[3]), *row[4:7])
             agent = None if row is None or row[7] is None else chat_agent(namespace, name, _json(row[7]), row[8])
             admit(key, agent)
@@ -105,14 +110,11 @@ class PostgresTurns:
                 await connection.execute(_START_SESSION, *values)
                 position = 0
             else:
-                # Read before the positions are taken; a session of another key is refused below and
-                # its rows are dropped unread.
-                earlier = await connection.fetch(_HISTORY, session_id, budget.messages)
                 taken = await connection.fetchval(_CONTINUE_SESSION, *values)
                 if taken is None:
                     raise SessionNotFound(session_id)
                 position = taken
-                history = [Message(*r) for r in reversed(earlier)]
+                history = [Message(*m) for m in _json(row[9]) or ()]
             return Turn(sid, agent, build(agent.system_prompt, history, new, budget), position == 0,
                         position + len(new), key.id)
 
@@ -152,6 +154,12 @@ class PostgresTurns:
             raise StoreUnavailable(f"cannot connect to it: {error.__class__.__name__}") from error
         except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
             raise StoreUnavailable(f"the connection broke: {error.__class__.__name__}") from error
+
+
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    # A returned connection is reset by a round trip (RESET ALL, UNLISTEN, ...) unless told otherwise;
+    # these statements leave no session state behind (asyncpg still rolls back an open transaction).
+    return None
 
 
 def _json(value: str | None) -> Any:
