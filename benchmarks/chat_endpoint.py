@@ -4,7 +4,11 @@ same fake upstream model, same concurrency, same messages.
 The fake model, the LiteLLM proxy and `reconcile serve` (on a fresh PostgreSQL database) each run
 in their own process; the load comes from this one. Needs .venv-gateway (scripts/test makes it).
 
-Usage: python benchmarks/chat_endpoint.py [REQUESTS] [CONCURRENCY]
+With --split-cpus, the gateway runs on CPU 0 and everything else (this load, the fake model,
+`reconcile serve` and its PostgreSQL backends) on CPU 1, as when the gateway has its own pods:
+the figures then show what the endpoint adds, without its CPU being taken from the gateway's.
+
+Usage: python benchmarks/chat_endpoint.py [--split-cpus] [REQUESTS] [CONCURRENCY]
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from chatting import AGENTS  # noqa: E402 - the agents the chat tests use; suppo
 from databases import postgres_database  # noqa: E402
 from litellm_gateway import INSTALL_HINT, LiteLLMGateway, find_litellm, free_port  # noqa: E402
 
-ROUNDS = 4
+ROUNDS = 8
 MESSAGE = "my printer is on fire, what should I do first?"
 
 
@@ -105,9 +109,25 @@ def compare(routes: dict[str, Callable[[httpx.AsyncClient], Awaitable[httpx.Resp
         print(f"{name}: {p50 - base_p50:+.1f} ms at p50, {100 * rps / base_rps:.0f}% of the direct throughput")
 
 
+def postgres_backends(database: str) -> list[int]:
+    import psycopg
+
+    from databases import POSTGRES
+    name = database.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        return [pid for (pid,) in admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))]
+
+
 def main() -> None:
-    requests = int(sys.argv[1]) if len(sys.argv) > 1 else 400
-    concurrency = int(sys.argv[2]) if len(sys.argv) > 2 else 16
+    arguments = [a for a in sys.argv[1:] if a != "--split-cpus"]
+    split = len(arguments) < len(sys.argv) - 1
+    if split and len(os.sched_getaffinity(0)) < 2:
+        sys.exit("--split-cpus needs two CPUs")
+    requests = int(arguments[0]) if arguments else 800
+    concurrency = int(arguments[1]) if len(arguments) > 1 else 16
+    if split:
+        # Children inherit the CPUs of the thread that starts them.
+        os.sched_setaffinity(0, {1})
     binary = find_litellm()
     if binary is None:
         sys.exit(f"the LiteLLM proxy is not installed: {INSTALL_HINT}")
@@ -122,7 +142,11 @@ def main() -> None:
     gateway = LiteLLMGateway(binary, f"http://127.0.0.1:{upstream_port}/v1", tmp)
     try:
         wait_for(f"http://127.0.0.1:{upstream_port}/v1/models", upstream)
+        if split:
+            os.sched_setaffinity(0, {0})
         gateway.start()
+        if split:
+            os.sched_setaffinity(0, {1})
         with postgres_database() as database:
             (tmp / "agents").mkdir()
             (tmp / "agents" / "agents.yaml").write_text(AGENTS)
@@ -158,6 +182,13 @@ def main() -> None:
                       "endpoint /v1/chat/completions": compatible}
             assert gateway.process is not None
             watched = {"gateway": gateway.process.pid, "serve": serve.pid, "model": upstream.pid}
+            if split:
+                # serve's database connections are opened by its first requests: warm up, then pin them.
+                for call in routes.values():
+                    asyncio.run(load(call, concurrency * 2, concurrency))
+                for pid in postgres_backends(database):
+                    os.sched_setaffinity(pid, {1})
+                print("CPU 0: the gateway; CPU 1: load, fake model, serve and its PostgreSQL backends")
             compare(routes, watched, requests, concurrency)
             # One at a time: the endpoint's own latency, without the CPU contention of a saturated machine.
             compare(routes, watched, max(40, requests // 8), 1)
