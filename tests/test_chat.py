@@ -120,6 +120,14 @@ def test_keys_unknown_agents_and_disabled_chat_are_refused_clearly(chat_app):
         answer = anonymous.post("/v1/agents/support/triage/chat", json=body)
     assert answer.status_code == 401 and "Authorization: Bearer" in answer.json()["error"]["message"]
     assert answer.headers["www-authenticate"] == "Bearer"
+    with chat_app.client(key="") as anonymous:
+        # The key in another scheme is no key; the scheme's name is case-insensitive.
+        basic = anonymous.post("/v1/chat/completions", headers={"Authorization": f"Basic {chat_app.key}"},
+                               json={"model": "support/triage", "messages": [{"role": "user", "content": "hi"}]})
+        lower = anonymous.post("/v1/agents/support/triage/chat", headers={"Authorization": f"bearer {chat_app.key}"},
+                               json=body)
+    assert basic.status_code == 401 and "Authorization: Bearer" in basic.json()["error"]["message"]
+    assert lower.status_code == 200, lower.text
     with chat_app.client(key="ark_" + "x" * 40) as stranger:
         assert stranger.post("/v1/agents/support/triage/chat", json=body).json()["error"]["message"] == \
             "unknown API key"
@@ -389,6 +397,10 @@ def test_health_readiness_metrics_and_openapi(chat_app):
         in metrics
     assert {"/v1/agents/{namespace}/{name}/chat", "/v1/chat/completions", "/v1/models",
             "/v1/sessions/{session_id}"} <= set(spec["paths"])
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    for path in ("/v1/agents/{namespace}/{name}/chat", "/v1/chat/completions", "/v1/models"):
+        operation = next(iter(spec["paths"][path].values()))
+        assert operation["security"] == [{"HTTPBearer": []}], path
 
 
 def test_each_api_request_logs_one_json_line_with_its_agent_and_session(chat_app):
