@@ -125,7 +125,7 @@ def test_keys_unknown_agents_and_disabled_chat_are_refused_clearly(chat_app):
         basic = anonymous.post("/v1/chat/completions", headers={"Authorization": f"Basic {chat_app.key}"},
                                json={"model": "support/triage", "messages": [{"role": "user", "content": "hi"}]})
         lower = anonymous.post("/v1/agents/support/triage/chat", headers={"Authorization": f"bearer {chat_app.key}"},
-                               json=body)
+                               json={"message": "lower-case scheme"})
     assert basic.status_code == 401 and "Authorization: Bearer" in basic.json()["error"]["message"]
     assert lower.status_code == 200, lower.text
     with chat_app.client(key="ark_" + "x" * 40) as stranger:
