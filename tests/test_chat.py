@@ -152,7 +152,8 @@ def test_keys_unknown_agents_and_disabled_chat_are_refused_clearly(chat_app):
     assert disabled.status_code == 403
     assert disabled.json()["error"]["message"] == ("agent support/batch does not have chat enabled "
                                                    "(set spec.chat.enabled: true and sync)")
-    assert chat_app.upstream.bodies_with("hi") == [chat_app.upstream.requests[0]]  # only the allowed call went out
+    # Only the allowed call (code/reviewer's model) went out.
+    assert [sent["model"] for sent in chat_app.upstream.bodies_with("hi")] == ["claude-sonnet"]
 
 
 def test_sessions_belong_to_their_key_and_agent(chat_app):
