@@ -191,7 +191,7 @@ def main() -> None:
                 print("CPU 0: the gateway; CPU 1: load, fake model, serve and its PostgreSQL backends")
             compare(routes, watched, requests, concurrency)
             # One at a time: the endpoint's own latency, without the CPU contention of a saturated machine.
-            compare(routes, watched, max(40, requests // 8), 1)
+            compare(routes, watched, max(40, requests // 2), 1)
     finally:
         for process in processes:
             process.terminate()
