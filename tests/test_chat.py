@@ -214,12 +214,7 @@ def test_a_gateway_that_is_down_gives_502_and_the_message_is_kept(chat_app):
 
 
 def _only_session(chat_app) -> str:
-    from sqlalchemy import text
-
-    from reconciler.store.embedded import connect
-
-    with connect(chat_app.database).connect() as connection:
-        (session,) = connection.execute(text("SELECT id FROM chat_sessions")).scalars().all()
+    (session,) = _sessions(chat_app)
     return session
 
 

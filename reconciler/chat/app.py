@@ -104,11 +104,9 @@ class Guard:
             return
         started = time.perf_counter()
         status = 500
-        too_large = _error(413, f"the request body is larger than {self.max_body} bytes",
-                           "invalid_request_error")
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
-            await too_large(scope, receive, send)
+            await self._too_large()(scope, receive, send)
             self._observe(scope, 413, started)
             return
         seen = 0
@@ -123,7 +121,7 @@ class Guard:
                 seen += len(message.get("body", b""))
                 if seen > self.max_body and not refused:
                     refused, status = True, 413
-                    await too_large(scope, receive, send)
+                    await self._too_large()(scope, receive, send)
                     return {"type": "http.disconnect"}
             return message
 
@@ -139,6 +137,9 @@ class Guard:
             await self.app(scope, limited_receive, observed_send)
         finally:
             self._observe(scope, status, started)
+
+    def _too_large(self) -> JSONResponse:
+        return _error(413, f"the request body is larger than {self.max_body} bytes", "invalid_request_error")
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
         route = scope.get("route")
@@ -194,6 +195,11 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
 
     Caller = Annotated[KeyInfo, Depends(caller)]
 
+    async def request_key(request: Request) -> str | None:
+        # The same HTTPBearer, called directly (see the chat routes).
+        credentials = await bearer(request)
+        return credentials.credentials if credentials else None
+
     @app.exception_handler(ChatError)
     async def chat_error(request: Request, error: ChatError) -> JSONResponse:
         if error.status >= 500:
@@ -223,7 +229,7 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
               summary="Send a message to an agent", responses={200: {"content": {"text/event-stream": {}}}})
     async def chat_with_agent(namespace: str, name: str, body: ChatRequest, http: Request) -> Any:
         chat = holder["service"]
-        turn = await chat.start(_bearer_token(http), namespace, name, body.session_id,
+        turn = await chat.start(await request_key(http), namespace, name, body.session_id,
                                 [ChatMessage("user", body.message)])
         http.state.session = turn.session_id
         request = chat.request_body(turn)
@@ -248,7 +254,7 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
             raise ChatError(404, f"model {body.model!r} must name an agent as namespace/name", "not_found_error")
         new = [ChatMessage(m.role, m.text()) for m in body.messages]
         session_id = body.session_id or http.headers.get(SESSION_HEADER)
-        turn = await chat.start(_bearer_token(http), namespace, name, session_id, new)
+        turn = await chat.start(await request_key(http), namespace, name, session_id, new)
         agent = turn.agent
         http.state.agent, http.state.session = agent.key, turn.session_id
         limit = body.max_completion_tokens or body.max_tokens
@@ -301,12 +307,6 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
         return Response(metrics.text(), media_type="text/plain; version=0.0.4")
 
     return app
-
-
-def _bearer_token(request: Request) -> str | None:
-    """The key of 'Authorization: Bearer <key>', as HTTPBearer reads it; None without one."""
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    return credentials.strip() or None if scheme.lower() == "bearer" else None
 
 
 def _ping(engine: Engine) -> None:

@@ -19,6 +19,7 @@ from reconciler.config import (
     LOCK_TIMEOUT_OPTION,
     HostPort,
     gateway_key,
+    output_option,
     state_url,
 )
 from reconciler.errors import ConfigError
@@ -120,7 +121,7 @@ def keys() -> None:
 @click.argument("name")
 @click.option("-n", "--namespace", "namespaces", multiple=True, metavar="NS",
               help="Only agents in this namespace (repeat for several); default every namespace.")
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@output_option("text", "json")
 @DATABASE_OPTION
 def create_key(name: str, namespaces: tuple[str, ...], output: str, database: str | None) -> None:
     """Create a key; its value is printed once, on stdout."""
@@ -135,7 +136,7 @@ def create_key(name: str, namespaces: tuple[str, ...], output: str, database: st
 
 
 @keys.command(name="list")
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@output_option("text", "json")
 @DATABASE_OPTION
 def list_keys(output: str, database: str | None) -> None:
     """List keys (never their values)."""

@@ -1,8 +1,8 @@
 """Chat turns on PostgreSQL: asyncpg on the server's event loop, statements prepared once per connection.
 
 Every chat request runs these statements, and the endpoint shares CPUs with the gateway, so each
-round trip counts (measured per turn: SQLAlchemy in worker threads ~2.2 ms of CPU, asynchronous
-psycopg ~1.2 ms, asyncpg ~0.8 ms). The key, the agent and the session's history are one query; a
+round trip counts (measured per turn on a 2-core machine: SQLAlchemy in worker threads ~2.2 ms of
+CPU, asynchronous psycopg ~1.2 ms, asyncpg ~0.8 ms). The key, the agent and the session's history are one query; a
 new session and its first messages are one statement, a continued session takes its positions and
 stores its messages in one, a reply is one insert, and none of them needs BEGIN or COMMIT. The rows are the ones `sessions.SessionStore` and
 `keys.KeyStore` write; the tests run the chat API on both.
@@ -19,7 +19,14 @@ import orjson
 
 from reconciler.chat.context import CUT_OFF, Budget, Message, build
 from reconciler.chat.keys import PREFIX, digest, key_info, needs_touch
-from reconciler.chat.sessions import SessionNotFound, Turn, Usage, chat_agent, error_rows, reply_row
+from reconciler.chat.sessions import (
+    SessionNotFound,
+    Turn,
+    Usage,
+    chat_agent,
+    error_rows,
+    reply_row,
+)
 from reconciler.chat.turns import Admit, StoreUnavailable
 
 T = TypeVar("T")
@@ -66,16 +73,12 @@ INSERT INTO chat_messages (session_id, position, role, content, model, prompt_to
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"""
 
 
-def dsn(url: str) -> str:
-    """A libpq URL from the SQLAlchemy one (`postgresql+psycopg://…`)."""
-    scheme, rest = url.split("://", 1)
-    return f"postgresql://{rest}" if scheme.startswith("postgres") else url
-
-
 class PostgresTurns:
+    """Turns through an asyncpg pool on `url`, a libpq URL (postgresql://…)."""
+
     def __init__(self, url: str, *, pool_size: int = 20, timeout: float = 5.0) -> None:
         # `timeout`: how long a request waits to connect, or for a free connection, before its 503.
-        self.url, self.pool_size, self.timeout = dsn(url), pool_size, timeout
+        self.url, self.pool_size, self.timeout = url, pool_size, timeout
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
@@ -115,8 +118,7 @@ class PostgresTurns:
                     raise SessionNotFound(session_id)
                 position = taken
                 history = [Message(*m) for m in _json(row[9]) or ()]
-            return Turn(sid, agent, build(agent.system_prompt, history, new, budget), position == 0,
-                        position + len(new), key.id)
+            return Turn(sid, agent, build(agent.system_prompt, history, new, budget), position + len(new), key.id)
 
         return await self._run(work)
 

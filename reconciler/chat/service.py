@@ -88,7 +88,7 @@ class ChatService:
 
     async def start(self, token: str | None, namespace: str, name: str, session_id: str | None,
                     new: Sequence[Message]) -> Turn:
-        """Check the key and the agent, and store the new messages, in one transaction."""
+        """Check the key and the agent, then store the new messages (nothing is stored when refused)."""
         token = _bearer(token)
 
         def admit(info: KeyInfo | None, agent: ChatAgent | None) -> None:

@@ -62,7 +62,6 @@ class Turn:
     session_id: str
     agent: ChatAgent
     messages: list[Message]
-    new_session: bool
     reply_position: int
     key_id: int | None
 
@@ -177,8 +176,7 @@ class SessionStore:
             rows = connection.execute(_HISTORY, {"sid": session_id, "before": position, "limit": budget.messages})
             history = [Message(r.role, r.content, r.finish_reason) for r in reversed(rows.all())]
         self._add(connection, session_id, position, [{"role": m.role, "content": m.content} for m in new], now)
-        return Turn(session_id, agent, build(agent.system_prompt, history, new, budget), position == 0,
-                    position + len(new), key_id)
+        return Turn(session_id, agent, build(agent.system_prompt, history, new, budget), position + len(new), key_id)
 
     def finish_turn(self, turn: Turn, reply: str, *, model: str | None, usage: Usage,
                     finish_reason: str | None) -> None:

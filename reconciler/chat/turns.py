@@ -16,8 +16,8 @@ from reconciler.chat.context import Budget, Message
 from reconciler.chat.keys import KeyInfo, KeyStore
 from reconciler.chat.sessions import ChatAgent, SessionStore, Turn, Usage
 
-# Called inside the turn's transaction with the key (None: never issued) and the agent (None: not
-# synced); it raises to refuse the request, and nothing is stored then.
+# Called with the key (None: never issued) and the agent (None: not synced) before anything is
+# stored; it raises to refuse the request, and nothing is stored then.
 Admit = Callable[[KeyInfo | None, ChatAgent | None], None]
 
 
@@ -32,8 +32,8 @@ class TurnStore(Protocol):
 
     async def begin(self, token: str, namespace: str, name: str, session_id: str | None,
                     new: Sequence[Message], budget: Budget, admit: Admit) -> Turn:
-        """In one transaction: look up the key and the agent, `admit` them, store the new messages.
-        Raises SessionNotFound for a session of another agent or key."""
+        """Look up the key and the agent, `admit` them, then store the new messages (atomically: all or
+        none). Raises SessionNotFound for a session of another agent or key."""
         ...
 
     async def finish(self, turn: Turn, reply: str, *, model: str | None, usage: Usage,
@@ -82,5 +82,6 @@ def open_turns(engine: Engine, sessions: SessionStore, keys: KeyStore, *, pool_s
     if engine.dialect.name == "postgresql":
         from reconciler.chat.postgres_turns import PostgresTurns
 
-        return PostgresTurns(engine.url.render_as_string(hide_password=False), pool_size=pool_size)
+        return PostgresTurns(engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+                             pool_size=pool_size)
     return ThreadedTurns(sessions, keys)
