@@ -30,6 +30,7 @@ from reconciler.config import (
     SPEC_OPTIONS,
     Settings,
     default_cache,
+    output_option,
     settings_from,
     state_url,
 )
@@ -75,11 +76,6 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(SOURCE_OPTIONS):
         command = option(command)
     return click.argument("path", default=".", type=click.Path(file_okay=False))(command)
-
-
-def output_option(*choices: str) -> Callable[..., Any]:
-    return click.option("-o", "--output", type=click.Choice(choices), default=choices[0], show_default=True,
-                        help="Output format.")
 
 
 colour_option = click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto",

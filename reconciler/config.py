@@ -110,6 +110,11 @@ DATABASE_OPTION = click.option(
          "[env: DATABASE_URL; default: $XDG_STATE_HOME/agent-reconciler/state.db]")
 
 
+def output_option(*choices: str) -> Callable[..., Any]:
+    return click.option("-o", "--output", type=click.Choice(choices), default=choices[0], show_default=True,
+                        help="Output format.")
+
+
 def state_url(database: str | None) -> str:
     """The state database's SQLAlchemy URL from --database / DATABASE_URL, or the embedded default."""
     from reconciler.store.embedded import database_url

@@ -144,7 +144,7 @@ def log_agent_changes(plan: Plan, revision: str | None) -> None:
     """One line per agent whose objects changed, so a log search by agent finds every sync that touched it."""
     changed: dict[str, list[str]] = {}
     for change in plan.changes:
-        if change.agent and change.action != "unchanged" and not change.suspended and not change.detect_only:
+        if change.agent and change.applies:
             changed.setdefault(change.agent, []).append(f"{change.action} {change.key.kind}")
     for agent, actions in sorted(changed.items()):
         log.info("agent %s: %s", agent, ", ".join(actions), extra={"revision": revision, "agent": agent})
