@@ -1,6 +1,11 @@
 """Requests per second and latency through the chat endpoint vs straight to the LiteLLM gateway:
 same fake upstream model, same concurrency, same messages.
 
+Each phase runs its routes in interleaved rounds, each round starting with another route. The
+direct route runs twice: the second copy is a control, and what it "adds" shows how finely the
+benchmark resolves. Round-by-round figures pair each round with the direct round beside it, so a
+stall of the gateway (its p99) weighs on one round, not on a whole route.
+
 The fake model, the LiteLLM proxy and `reconcile serve` (on a fresh PostgreSQL database) each run
 in their own process; the load comes from this one. Needs .venv-gateway (scripts/test makes it).
 
@@ -31,7 +36,7 @@ from chatting import AGENTS  # noqa: E402 - the agents the chat tests use; suppo
 from databases import postgres_database  # noqa: E402
 from litellm_gateway import INSTALL_HINT, LiteLLMGateway, find_litellm, free_port  # noqa: E402
 
-ROUNDS = 8
+ROUNDS = 16
 MESSAGE = "my printer is on fire, what should I do first?"
 
 
@@ -90,8 +95,11 @@ def compare(routes: dict[str, Callable[[httpx.AsyncClient], Awaitable[httpx.Resp
         asyncio.run(load(call, concurrency * 4, concurrency))  # warm-up, not measured
     rounds: dict[str, list[tuple[float, list[float]]]] = {name: [] for name in routes}
     cpu: dict[str, dict[str, float]] = {name: dict.fromkeys(watched, 0.0) for name in routes}
-    for _ in range(ROUNDS):
-        for name, call in routes.items():
+    names = list(routes)
+    for number in range(ROUNDS):
+        # Each round starts with another route: a route never always runs right after the same one.
+        for name in names[number % len(names):] + names[:number % len(names)]:
+            call = routes[name]
             before = {k: cpu_seconds(pid) for k, pid in watched.items()}
             rounds[name].append(asyncio.run(load(call, requests // ROUNDS, concurrency)))
             for k, pid in watched.items():
@@ -104,9 +112,23 @@ def compare(routes: dict[str, Callable[[httpx.AsyncClient], Awaitable[httpx.Resp
         print(" " * 35 + "CPU per request: " + ", ".join(
             f"{k} {v * 1000 / len(latencies):.1f} ms" for k, v in cpu[name].items()))
     base_rps, base_p50 = results["gateway directly"]
+    direct = rounds["gateway directly"]
     for name in list(routes)[1:]:
         rps, p50 = results[name]
         print(f"{name}: {p50 - base_p50:+.1f} ms at p50, {100 * rps / base_rps:.0f}% of the direct throughput")
+        # The gateway stalls now and then (p99); a stall lands on one route's round. Pairing each round
+        # with the direct round next to it, the median over rounds is what the endpoint itself adds.
+        added = [statistics.median(r[1]) * 1000 - statistics.median(d[1]) * 1000
+                 for r, d in zip(rounds[name], direct)]
+        share = [100 * d[0] / r[0] for r, d in zip(rounds[name], direct)]
+        print(" " * 4 + f"round by round: median {statistics.median(added):+.1f} ms at p50 "
+              f"(quartiles {quartiles(added, '+.1f')}), median {statistics.median(share):.0f}% of the "
+              f"direct throughput (quartiles {quartiles(share, '.0f')})")
+
+
+def quartiles(values: list[float], spec: str) -> str:
+    low, _, high = statistics.quantiles(values, n=4)
+    return f"{low:{spec}} to {high:{spec}}"
 
 
 def postgres_backends(database: str) -> list[int]:
@@ -123,7 +145,7 @@ def main() -> None:
     split = len(arguments) < len(sys.argv) - 1
     if split and len(os.sched_getaffinity(0)) < 2:
         sys.exit("--split-cpus needs two CPUs")
-    requests = int(arguments[0]) if arguments else 800
+    requests = int(arguments[0]) if arguments else 1600
     concurrency = int(arguments[1]) if len(arguments) > 1 else 16
     if split:
         # Children inherit the CPUs of the thread that starts them.
@@ -178,8 +200,9 @@ def main() -> None:
                                    json={"model": "support/triage", "messages": [{"role": "user", "content": MESSAGE}]},
                                    headers={"Authorization": f"Bearer {key}"})
 
-            routes = {"gateway directly": direct, "endpoint /v1/agents/.../chat": native,
-                      "endpoint /v1/chat/completions": compatible}
+            # The direct route twice: what the second copy "adds" is the benchmark's own noise.
+            routes = {"gateway directly": direct, "gateway directly (control)": direct,
+                      "endpoint /v1/agents/.../chat": native, "endpoint /v1/chat/completions": compatible}
             assert gateway.process is not None
             watched = {"gateway": gateway.process.pid, "serve": serve.pid, "model": upstream.pid}
             if split:
@@ -191,7 +214,7 @@ def main() -> None:
                 print("CPU 0: the gateway; CPU 1: load, fake model, serve and its PostgreSQL backends")
             compare(routes, watched, requests, concurrency)
             # One at a time: the endpoint's own latency, without the CPU contention of a saturated machine.
-            compare(routes, watched, max(40, requests // 2), 1)
+            compare(routes, watched, max(ROUNDS * 5, requests // 4), 1)
     finally:
         for process in processes:
             process.terminate()

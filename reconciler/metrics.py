@@ -12,11 +12,21 @@ from prometheus_client import (
 from reconciler.plan import Plan
 
 
-class Metrics:
-    """One registry per watcher, so that tests and several loops in one process do not mix."""
+class _Registry:
+    """One registry per owner, so that tests and several loops or apps in one process do not mix."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class Metrics(_Registry):
+    """Metrics of the reconcile loop, one registry per watcher."""
+
+    def __init__(self) -> None:
+        super().__init__()
         self.duration = Histogram("agent_reconciler_reconcile_duration_seconds", "Time of one reconcile.",
                                   ["source"], registry=self.registry,
                                   buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
@@ -43,15 +53,12 @@ class Metrics:
             self.revision.clear()
             self.revision.labels(source, revision or "").set(1)
 
-    def text(self) -> bytes:
-        return generate_latest(self.registry)
 
-
-class ChatMetrics:
+class ChatMetrics(_Registry):
     """Metrics of `reconcile serve`, one registry per app."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        super().__init__()
         self.requests = Counter("agent_reconciler_chat_requests_total", "Chat endpoint requests by route and status.",
                                 ["route", "code"], registry=self.registry)
         self.duration = Histogram("agent_reconciler_chat_request_duration_seconds",
@@ -69,6 +76,3 @@ class ChatMetrics:
             self.tokens.labels(namespace, agent, "prompt").inc(prompt)
         if completion:
             self.tokens.labels(namespace, agent, "completion").inc(completion)
-
-    def text(self) -> bytes:
-        return generate_latest(self.registry)

@@ -123,7 +123,7 @@ class ChatSetup:
 @pytest.fixture(params=["postgresql", "sqlite"])
 def chat_app(gateway: LiteLLMGateway, upstream: FakeModelServer, tmp_path: Path, request: Any) -> Iterator[ChatSetup]:
     """Agents applied to a fresh database, one key, the app on it: on PostgreSQL (turns through
-    asynchronous psycopg) and on SQLite (through SQLAlchemy in worker threads). Options through
+    asyncpg) and on SQLite (through SQLAlchemy in worker threads). Options through
     `@pytest.mark.chat(gateway_url=..., gateway_timeout=..., budget=Budget(...), max_body=...)`;
     gateway_url="upstream" talks to the fake model directly, for what LiteLLM would hide."""
     marker = request.node.get_closest_marker("chat")

@@ -257,6 +257,33 @@ def _sessions(chat_app) -> list[str]:
         return list(connection.execute(text("SELECT id FROM chat_sessions ORDER BY created_at")).scalars())
 
 
+def test_a_session_deleted_during_its_turn_still_gets_the_gateways_answer(chat_app):
+    # Recording the failure cannot work any more (the session is gone); the caller still hears why
+    # the turn failed, not an internal error.
+    from sqlalchemy import text
+
+    from reconciler.store.embedded import connect
+
+    chat_app.upstream.fail_status, chat_app.upstream.delay = 500, 1.0
+    engine = connect(chat_app.database)
+
+    def delete_when_started() -> None:
+        deadline = time.monotonic() + 5
+        while not _sessions(chat_app) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM chat_sessions"))
+
+    deleting = threading.Thread(target=delete_when_started)
+    deleting.start()
+    answer = chat_app.chat("support/triage", "forget me")
+    deleting.join()
+    engine.dispose()
+    assert answer.status_code == 502
+    assert "upstream failure 500" in answer.json()["error"]["message"]
+    assert _sessions(chat_app) == []
+
+
 def test_a_client_leaving_mid_stream_is_recorded_and_the_partial_reply_is_not_sent_back(chat_app):
     chat_app.upstream.token_delay = 0.3
     words = " ".join(f"w{i}" for i in range(20))

@@ -63,6 +63,11 @@ _TAKE = """
 UPDATE chat_sessions SET next_position = next_position + $5, updated_at = $6
 WHERE id = $1 AND agent_namespace = $2 AND agent_name = $3 AND api_key_id = $4
 RETURNING next_position - $5 AS first"""
+# A failure note after a partial reply: the turn already holds the session, whatever became of its key.
+_TAKE_FOR_NOTE = """
+UPDATE chat_sessions SET next_position = next_position + $2, updated_at = $3
+WHERE id = $1
+RETURNING next_position - $2 AS first"""
 _CONTINUE_SESSION = f"""
 WITH taken AS ({_TAKE}),
 added AS ({_NEW_MESSAGES})
@@ -136,10 +141,8 @@ class PostgresTurns:
             async with connection.transaction():
                 await _add(connection, turn.session_id, turn.reply_position, rows[:1], now)
                 if len(rows) > 1:
-                    first = await connection.fetchval(_TAKE, turn.session_id, turn.agent.namespace, turn.agent.name,
-                                                      turn.key_id, len(rows) - 1, now)
-                    if first is not None:
-                        await _add(connection, turn.session_id, first, rows[1:], now)
+                    first = await connection.fetchval(_TAKE_FOR_NOTE, turn.session_id, len(rows) - 1, now)
+                    await _add(connection, turn.session_id, first, rows[1:], now)
 
         await self._run(work)
 

@@ -231,8 +231,10 @@ class Relay:
 
 async def _shielded(write: Awaitable[None]) -> None:
     # Runs even while the request is being cancelled (client gone): the session must say what happened.
+    # When it cannot (database down, session deleted meanwhile), the caller still gets the turn's own
+    # answer: any failure here is logged, never raised over it.
     with anyio.CancelScope(shield=True):
         try:
             await write
-        except UNAVAILABLE:
+        except Exception:
             log.exception("could not record the end of a chat turn")
