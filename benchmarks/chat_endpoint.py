@@ -3,8 +3,10 @@ same fake upstream model, same concurrency, same messages.
 
 Each phase runs its routes in interleaved rounds, each round starting with another route. The
 direct route runs twice: the second copy is a control, and what it "adds" shows how finely the
-benchmark resolves. Round-by-round figures pair each round with the direct round beside it, so a
-stall of the gateway (its p99) weighs on one round, not on a whole route.
+benchmark resolves. A bare relay (an aiohttp server passing requests on, no database, no checks)
+shows what any hop in front of the gateway costs at the least. Round-by-round figures pair each
+round with the direct round beside it, so a stall of the gateway (its p99) weighs on one round,
+not on a whole route.
 
 The fake model, the LiteLLM proxy and `reconcile serve` (on a fresh PostgreSQL database) each run
 in their own process; the load comes from this one. Needs .venv-gateway (scripts/test makes it).
@@ -37,6 +39,29 @@ from databases import postgres_database  # noqa: E402
 from litellm_gateway import INSTALL_HINT, LiteLLMGateway, find_litellm, free_port  # noqa: E402
 
 ROUNDS = 16
+# A hop that only passes requests on (aiohttp server and client, no database, no checks): what any
+# service between the caller and the gateway costs at the least.
+RELAY = """
+import sys
+import aiohttp
+from aiohttp import web
+
+async def client(app):
+    app["client"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+    yield
+    await app["client"].close()
+
+async def relay(request):
+    async with request.app["client"].post(sys.argv[1] + "/v1/chat/completions", data=await request.read(),
+            headers={"Authorization": request.headers["Authorization"], "Content-Type": "application/json"}) as answer:
+        return web.Response(body=await answer.read(), status=answer.status, content_type="application/json")
+
+app = web.Application()
+app.cleanup_ctx.append(client)
+app.router.add_post("/v1/chat/completions", relay)
+app.router.add_get("/healthz", lambda _: web.Response(text="ok"))
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), print=None)
+"""
 MESSAGE = "my printer is on fire, what should I do first?"
 
 
@@ -154,7 +179,7 @@ def main() -> None:
     if binary is None:
         sys.exit(f"the LiteLLM proxy is not installed: {INSTALL_HINT}")
     tmp = Path(tempfile.mkdtemp(prefix="chat-bench-"))
-    upstream_port, serve_port = free_port(), free_port()
+    upstream_port, serve_port, relay_port = free_port(), free_port(), free_port()
     upstream = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time; sys.path.insert(0, {str(ROOT / 'tests')!r})
         from fakellm import FakeModelServer
@@ -183,12 +208,19 @@ def main() -> None:
                                      stderr=subprocess.DEVNULL)
             processes.append(serve)
             wait_for(f"http://127.0.0.1:{serve_port}/healthz", serve)
+            relay = subprocess.Popen([sys.executable, "-c", RELAY, gateway.url, str(relay_port)])
+            processes.append(relay)
+            wait_for(f"http://127.0.0.1:{relay_port}/healthz", relay)
 
             direct_body = {"model": "gpt-4o-mini", "temperature": 0.2, "max_tokens": 256, "messages": [
                 {"role": "system", "content": "You triage support tickets."}, {"role": "user", "content": MESSAGE}]}
 
             def direct(client: httpx.AsyncClient) -> Awaitable[httpx.Response]:
                 return client.post(f"{gateway.url}/v1/chat/completions", json=direct_body,
+                                   headers={"Authorization": f"Bearer {gateway.key}"})
+
+            def relayed(client: httpx.AsyncClient) -> Awaitable[httpx.Response]:
+                return client.post(f"http://127.0.0.1:{relay_port}/v1/chat/completions", json=direct_body,
                                    headers={"Authorization": f"Bearer {gateway.key}"})
 
             def native(client: httpx.AsyncClient) -> Awaitable[httpx.Response]:
@@ -202,9 +234,10 @@ def main() -> None:
 
             # The direct route twice: what the second copy "adds" is the benchmark's own noise.
             routes = {"gateway directly": direct, "gateway directly (control)": direct,
-                      "endpoint /v1/agents/.../chat": native, "endpoint /v1/chat/completions": compatible}
+                      "bare relay (no database)": relayed, "endpoint /v1/agents/.../chat": native,
+                      "endpoint /v1/chat/completions": compatible}
             assert gateway.process is not None
-            watched = {"gateway": gateway.process.pid, "serve": serve.pid, "model": upstream.pid}
+            watched = {"gateway": gateway.process.pid, "serve": serve.pid, "relay": relay.pid, "model": upstream.pid}
             if split:
                 # serve's database connections are opened by its first requests: warm up, then pin them.
                 for call in routes.values():
