@@ -10,6 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from databases import database
 from factories import agent
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from reconciler.errors import StateError
 from reconciler.plan import make_plan
@@ -172,9 +173,36 @@ def test_upgrade_from_the_first_revision_keeps_sessions(url):
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO chat_sessions (id, agent_namespace, agent_name, created_at, updated_at) "
                                 "VALUES ('s1', 'default', 'a', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        connection.execute(text("INSERT INTO chat_messages (session_id, position, role, content, created_at) "
+                                "VALUES ('s1', 0, 'user', 'hello', CURRENT_TIMESTAMP)"))
+    # On SQLite the upgrade rebuilds chat_sessions: with foreign keys enforced, dropping the old table
+    # would take its messages along unless the rebuild runs with them off.
     assert migrate.upgrade(engine).after == migrate.head()
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT id, api_key_id FROM chat_sessions")).all() == [("s1", None)]
+        assert connection.execute(text("SELECT id, api_key_id, next_position FROM chat_sessions")).all() == [
+            ("s1", None, 1)]
+        assert connection.execute(text("SELECT session_id, content FROM chat_messages")).all() == [("s1", "hello")]
+
+
+def test_the_declared_foreign_keys_hold_on_every_database(url):
+    engine = connect(url)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO api_keys (name, prefix, key_hash, created_at) "
+                                "VALUES ('k', 'rk_x', 'h', CURRENT_TIMESTAMP)"))
+        key = connection.execute(text("SELECT id FROM api_keys")).scalar_one()
+        connection.execute(text("INSERT INTO chat_sessions (id, agent_namespace, agent_name, api_key_id, next_position, "
+                                "created_at, updated_at) VALUES ('s1', 'default', 'a', :key, 1, CURRENT_TIMESTAMP, "
+                                "CURRENT_TIMESTAMP)"), {"key": key})
+        connection.execute(text("INSERT INTO chat_messages (session_id, position, role, content, created_at) "
+                                "VALUES ('s1', 0, 'user', 'hello', CURRENT_TIMESTAMP)"))
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(text("INSERT INTO chat_messages (session_id, position, role, content, created_at) "
+                                "VALUES ('no-such-session', 0, 'user', 'lost', CURRENT_TIMESTAMP)"))
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM api_keys"))
+        assert connection.execute(text("SELECT api_key_id FROM chat_sessions")).all() == [(None,)]
+        connection.execute(text("DELETE FROM chat_sessions"))
+        assert connection.execute(text("SELECT count(*) FROM chat_messages")).scalar_one() == 0
 
 
 def test_models_and_migrations_agree(url):

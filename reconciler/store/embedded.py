@@ -346,6 +346,8 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        # SQLite ignores the schema's foreign keys (cascades, SET NULL) unless each connection asks.
+        cursor.execute("PRAGMA foreign_keys=ON")
         # WAL lets readers go on while a sync writes, and it persists in the file, so only a new file
         # switches. Two connections switching the same new file at once can deadlock, and SQLite then
         # fails one at once instead of waiting: retry it until the other has switched.

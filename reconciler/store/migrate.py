@@ -1,12 +1,15 @@
 """Schema migrations (Alembic, shipped in the package): upgrade, and refuse a schema newer than the code."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from reconciler.errors import StateError
@@ -47,11 +50,38 @@ def _check_not_newer(revision: str | None, shown_url: str) -> None:
                          f"knows (up to {head()}); upgrade the reconciler instead of migrating down")
 
 
+@contextmanager
+def _migrating(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction for migrations.
+
+    SQLite alters a table by building a new one and dropping the old: with foreign keys enforced, that
+    drop would cascade to the rows that point at the table. They are off while migrating (the switch
+    only works outside a transaction) and checked before the connection goes back to the pool.
+    """
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()  # ends SQLAlchemy's implicit transaction; SQLite opened none for a PRAGMA
+        try:
+            with connection.begin():
+                yield connection
+                if sqlite:
+                    broken = connection.execute(text("PRAGMA foreign_key_check")).all()
+                    if broken:
+                        raise StateError(f"migrating left rows whose references are gone: {broken[:5]}")
+        finally:
+            if sqlite:
+                connection.rollback()
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
+
+
 def upgrade(engine: Engine, *, lock_timeout: float = 60.0, target: str = "head") -> MigrationResult:
     """Upgrade to `target` under the writer lock; safe to run twice and from several processes at once."""
     shown = engine.url.render_as_string(hide_password=True)
     with writer_lock(engine, timeout=lock_timeout, what="migrate"):
-        with engine.begin() as connection:
+        with _migrating(engine) as connection:
             before = current(connection)
             _check_not_newer(before, shown)
             command.upgrade(alembic_config(connection), target)
@@ -68,7 +98,7 @@ def upgrade_if_needed(engine: Engine, *, lock_timeout: float = 60.0) -> None:
 
 
 def downgrade(engine: Engine, target: str, *, lock_timeout: float = 60.0) -> None:
-    with writer_lock(engine, timeout=lock_timeout, what="migrate"), engine.begin() as connection:
+    with writer_lock(engine, timeout=lock_timeout, what="migrate"), _migrating(engine) as connection:
         command.downgrade(alembic_config(connection), target)
 
 
