@@ -1,4 +1,5 @@
-"""The chat endpoint over real HTTP, through the real LiteLLM proxy to a fake model, sessions in PostgreSQL."""
+"""The chat endpoint over real HTTP, through the real LiteLLM proxy to a fake model, sessions in PostgreSQL
+and in SQLite."""
 from __future__ import annotations
 
 import json
@@ -12,8 +13,10 @@ import pytest
 from chatting import apply
 from databases import POSTGRES
 from litellm_gateway import free_port
+from sqlalchemy import text
 
 from reconciler.chat.context import Budget
+from reconciler.store.embedded import connect
 
 
 def events(response: httpx.Response) -> list[tuple[str, dict]]:
@@ -113,8 +116,6 @@ def test_the_official_openai_client_works_unchanged(chat_app):
 
 def test_keys_unknown_agents_and_disabled_chat_are_refused_clearly(chat_app):
     from reconciler.chat.keys import KeyStore
-    from reconciler.store.embedded import connect
-
     body = {"message": "hi"}
     with chat_app.client(key="") as anonymous:
         answer = anonymous.post("/v1/agents/support/triage/chat", json=body)
@@ -158,8 +159,6 @@ def test_keys_unknown_agents_and_disabled_chat_are_refused_clearly(chat_app):
 
 def test_sessions_belong_to_their_key_and_agent(chat_app):
     from reconciler.chat.keys import KeyStore
-    from reconciler.store.embedded import connect
-
     session = chat_app.chat("support/triage", "mine").json()["session_id"]
     _, other = KeyStore(connect(chat_app.database)).create("other")
     with chat_app.client(key=other) as client:
@@ -248,28 +247,20 @@ def test_a_slow_gateway_gives_504_within_the_timeout(chat_app):
     assert roles == ["error", "error", "user", "user"]
 
 
-def _sessions(chat_app) -> list[str]:
-    from sqlalchemy import text
-
-    from reconciler.store.embedded import connect
-
-    with connect(chat_app.database).connect() as connection:
+def _sessions(chat_app, engine=None) -> list[str]:
+    with (engine or connect(chat_app.database)).connect() as connection:
         return list(connection.execute(text("SELECT id FROM chat_sessions ORDER BY created_at")).scalars())
 
 
 def test_a_session_deleted_during_its_turn_still_gets_the_gateways_answer(chat_app):
     # Recording the failure cannot work any more (the session is gone); the caller still hears why
     # the turn failed, not an internal error.
-    from sqlalchemy import text
-
-    from reconciler.store.embedded import connect
-
     chat_app.upstream.fail_status, chat_app.upstream.delay = 500, 1.0
     engine = connect(chat_app.database)
 
     def delete_when_started() -> None:
         deadline = time.monotonic() + 5
-        while not _sessions(chat_app) and time.monotonic() < deadline:
+        while not _sessions(chat_app, engine) and time.monotonic() < deadline:
             time.sleep(0.02)
         with engine.begin() as connection:
             connection.execute(text("DELETE FROM chat_sessions"))
@@ -483,8 +474,6 @@ def test_an_unreachable_database_gives_503_and_readyz_says_so(gateway):
     from chatting import Served
 
     from reconciler.chat.app import create_app
-    from reconciler.store.embedded import connect
-
     engine = connect("postgresql+psycopg://postgres@127.0.0.1:5432/reconciler_no_such_database")
     with Served(create_app(engine, gateway.url, gateway.key)) as served:
         with httpx.Client(base_url=f"http://127.0.0.1:{served.port}", timeout=30) as client:

@@ -8,7 +8,8 @@ synchronous SQLAlchemy in worker threads.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -30,8 +31,6 @@ from reconciler.chat.turns import StoreUnavailable, TurnStore
 from reconciler.metrics import ChatMetrics
 
 T = TypeVar("T")
-# What a database that cannot be reached raises, through SQLAlchemy or a TurnStore.
-UNAVAILABLE = (SQLAlchemyError, StoreUnavailable)
 log = logging.getLogger("reconciler.chat")
 
 
@@ -104,12 +103,11 @@ class ChatService:
                                      "true and sync)", "permission_error")
 
         try:
-            return await self.turns.begin(token, namespace, name, session_id, new, self.budget, admit)
+            with _database_errors():
+                return await self.turns.begin(token, namespace, name, session_id, new, self.budget, admit)
         except SessionNotFound:
             raise ChatError(404, f"no session {session_id} of agent {namespace}/{name} for this key",
                             "not_found_error") from None
-        except UNAVAILABLE as error:
-            raise _unavailable(error) from None
 
     async def chat_agents(self, key: KeyInfo) -> list[ChatAgent]:
         return [a for a in await self._db(self.sessions.chat_agents) if key.allows(a.namespace)]
@@ -142,11 +140,9 @@ class ChatService:
         choice = data["choices"][0]
         completion = Completion(str(choice["message"].get("content") or ""), data.get("model"),
                                 _usage(data.get("usage")), choice.get("finish_reason"), data)
-        try:
+        with _database_errors():
             await self.turns.finish(turn, completion.reply, model=completion.model, usage=completion.usage,
                                     finish_reason=completion.finish_reason)
-        except UNAVAILABLE as error:
-            raise _unavailable(error) from None
         self.metrics.used(turn.agent.namespace, turn.agent.name, completion.usage.prompt_tokens,
                           completion.usage.completion_tokens)
         return completion
@@ -165,15 +161,19 @@ class ChatService:
         await _shielded(self.turns.record_error(turn, error.message, partial=partial, model=model))
 
     async def _db(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        try:
+        with _database_errors():
             return await anyio.to_thread.run_sync(lambda: call(*args, **kwargs))
-        except SQLAlchemyError as error:
-            raise _unavailable(error) from None
 
 
-def _unavailable(error: Exception) -> ChatError:
-    reason = str(error) if isinstance(error, StoreUnavailable) else error.__class__.__name__
-    return ChatError(503, f"the state database is unavailable ({reason}); try again", "service_unavailable")
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """A database that cannot be reached is a 503 that says how, without the driver's own words."""
+    try:
+        yield
+    except (SQLAlchemyError, StoreUnavailable) as error:
+        reason = str(error) if isinstance(error, StoreUnavailable) else error.__class__.__name__
+        raise ChatError(503, f"the state database is unavailable ({reason}); try again",
+                        "service_unavailable") from None
 
 
 class Relay:
