@@ -6,6 +6,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 from databases import database
 from fakellm import FakeModelServer
 from litellm_gateway import INSTALL_HINT, LiteLLMGateway, find_litellm, free_port
+from pooler import open_server_connections, pgbouncer, through
 
 from reconciler.chat.app import create_app
 from reconciler.chat.context import Budget
@@ -103,6 +105,7 @@ class ChatSetup:
     folder: Path
     upstream: FakeModelServer
     gateway: LiteLLMGateway
+    app_database: str  # the URL the app uses: `database`, or that database through the pooler
 
     def client(self, key: str | None = None, **kwargs: Any) -> httpx.Client:
         token = self.key if key is None else key
@@ -124,23 +127,33 @@ class ChatSetup:
 def chat_app(gateway: LiteLLMGateway, upstream: FakeModelServer, tmp_path: Path, request: Any) -> Iterator[ChatSetup]:
     """Agents applied to a fresh database, one key, the app on it: on PostgreSQL (turns through
     asyncpg) and on SQLite (through SQLAlchemy in worker threads). Options through
-    `@pytest.mark.chat(gateway_url=..., gateway_timeout=..., budget=Budget(...), max_body=...)`;
-    gateway_url="upstream" talks to the fake model directly, for what LiteLLM would hide."""
+    `@pytest.mark.chat(gateway_url=..., gateway_timeout=..., budget=Budget(...), max_body=...,
+    database=DatabaseOptions(...), pooler="transaction")`; gateway_url="upstream" talks to the fake model
+    directly, for what LiteLLM would hide; `pooler` puts PgBouncer in that mode between the app and
+    PostgreSQL."""
     marker = request.node.get_closest_marker("chat")
     options: dict[str, Any] = dict(marker.kwargs) if marker else {}
     upstream.reset()
     folder = tmp_path / "agents"
     folder.mkdir()
     (folder / "agents.yaml").write_text(AGENTS)
-    with database(request.param, tmp_path) as database_url:
+    pool_mode = options.pop("pooler", None)
+    with database(request.param, tmp_path) as database_url, \
+            pgbouncer(pool_mode) if pool_mode else nullcontext(None) as pooler_port:
         assert CliRunner().invoke(main, ["migrate", "--database", database_url]).exit_code == 0
         apply(folder, database_url)
-        engine = connect(database_url)
-        _, key = KeyStore(engine).create("tests")
+        direct = connect(database_url)
+        _, key = KeyStore(direct).create("tests")
+        direct.dispose()
+        app_url = database_url
+        if pooler_port:
+            app_url = through(database_url, pooler_port)
+            open_server_connections(app_url.replace("+psycopg", "", 1), 2)
+        engine = connect(app_url)
         gateway_url = options.pop("gateway_url", gateway.url)
         app = create_app(engine, upstream.url if gateway_url == "upstream" else gateway_url, gateway.key,
                          gateway_timeout=options.pop("gateway_timeout", 30.0),
                          budget=options.pop("budget", Budget()), **options)
         with Served(app) as served:
-            yield ChatSetup(f"http://127.0.0.1:{served.port}", key, database_url, folder, upstream, gateway)
+            yield ChatSetup(f"http://127.0.0.1:{served.port}", key, database_url, folder, upstream, gateway, app_url)
         engine.dispose()

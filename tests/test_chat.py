@@ -8,10 +8,8 @@ import time
 
 import httpx
 import openai
-import psycopg
 import pytest
 from chatting import apply
-from databases import POSTGRES
 from litellm_gateway import free_port
 from sqlalchemy import text
 
@@ -352,24 +350,6 @@ def test_parallel_turns_of_one_session_keep_every_message_in_order(chat_app):
     assert sorted(pairs) == sorted((said, f"echo: {said}") for said in ["start", *(f"parallel {n}" for n in range(8))])
 
 
-@pytest.mark.parametrize("chat_app", ["postgresql"], indirect=True)
-def test_connections_the_database_closed_while_idle_are_replaced_without_an_error(chat_app):
-    first = chat_app.chat("support/triage", "before the restart")
-    assert first.status_code == 200, first.text
-    session = first.json()["session_id"]
-    name = chat_app.database.rsplit("/", 1)[1]
-    with psycopg.connect(POSTGRES, autocommit=True) as admin:
-        closed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
-                               (name,)).fetchone()[0]
-    assert closed >= 1
-    for said in ("after the restart", "and again"):
-        answer = chat_app.chat("support/triage", said, session_id=session)
-        assert answer.status_code == 200, answer.text
-    assert [m["content"] for m in chat_app.session(session)["messages"]] == [
-        "before the restart", "echo: before the restart", "after the restart", "echo: after the restart",
-        "and again", "echo: and again"]
-
-
 @pytest.mark.chat(budget=Budget(messages=2, tokens=100_000))
 def test_history_is_bounded_by_the_message_budget(chat_app):
     session = None
@@ -468,21 +448,3 @@ def test_a_stream_that_stops_without_a_finish_reason_is_an_error_and_keeps_the_p
         for _ in client.chat.completions.create(model="support/triage", stream=True,
                                                 messages=[{"role": "user", "content": "a b c d"}]):
             pass
-
-
-def test_an_unreachable_database_gives_503_and_readyz_says_so(gateway):
-    from chatting import Served
-
-    from reconciler.chat.app import create_app
-    engine = connect("postgresql+psycopg://postgres@127.0.0.1:5432/reconciler_no_such_database")
-    with Served(create_app(engine, gateway.url, gateway.key)) as served:
-        with httpx.Client(base_url=f"http://127.0.0.1:{served.port}", timeout=30) as client:
-            answer = client.post("/v1/agents/support/triage/chat", json={"message": "hi"},
-                                 headers={"Authorization": "Bearer ark_" + "k" * 40})
-            ready = client.get("/readyz")
-    assert answer.status_code == 503
-    assert answer.json()["error"]["message"] == (
-        "the state database is unavailable (cannot connect to it: InvalidCatalogNameError); try again")
-    assert "reconciler_no_such_database" not in answer.text
-    assert ready.status_code == 503
-    assert ready.json()["checks"] == {"database": "unavailable: OperationalError", "gateway": "ok"}

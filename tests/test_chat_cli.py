@@ -7,10 +7,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
+from chatting import AGENTS, apply
 from click.testing import CliRunner
+from databases import postgres_database
 from litellm_gateway import free_port
+from pooler import open_server_connections, pgbouncer, through
 
 from reconciler.cli import main
 
@@ -55,39 +60,71 @@ def test_serve_needs_a_gateway(tmp_path):
     assert bad.exit_code == 2 and "'nowhere' is not HOST:PORT" in bad.output
 
 
-def test_serve_answers_probes_and_stops_on_sigterm(tmp_path, gateway):
+@contextmanager
+def serving(*args: str, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`reconcile serve ARGS` in a process of its own, once its /readyz answers (whatever it says)."""
     port = free_port()
-    env = {**os.environ, "LITELLM_API_BASE": gateway.url, "LITELLM_API_KEY": gateway.key,
-           "DATABASE_URL": str(tmp_path / "state.db")}
-    process = subprocess.Popen([sys.executable, "-m", "reconciler", "serve", "--listen", f"127.0.0.1:{port}"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen([sys.executable, "-m", "reconciler", "serve", "--listen", f"127.0.0.1:{port}", *args],
+                               env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
+                httpx.get(f"http://127.0.0.1:{port}/readyz")
                 break
             except httpx.TransportError:
                 assert process.poll() is None, process.stderr.read().decode()
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
-        assert ready.status_code == 200, ready.text
-        unauthorised = httpx.post(f"http://127.0.0.1:{port}/v1/agents/default/a/chat", json={"message": "x"})
-        assert unauthorised.status_code == 401
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(15) == 0
+        yield process, f"http://127.0.0.1:{port}"
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_serve_answers_probes_and_stops_on_sigterm(tmp_path, gateway):
+    env = {"LITELLM_API_BASE": gateway.url, "LITELLM_API_KEY": gateway.key, "DATABASE_URL": str(tmp_path / "state.db")}
+    with serving(env=env) as (process, url):
+        ready = httpx.get(f"{url}/readyz")
+        assert ready.status_code == 200, ready.text
+        unauthorised = httpx.post(f"{url}/v1/agents/default/a/chat", json={"message": "x"})
+        assert unauthorised.status_code == 401
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
     errors = process.stderr.read().decode()
     # Not a terminal: every line is a JSON log entry, uvicorn's own included.
     entries = [json.loads(line) for line in errors.splitlines()]
     messages = [e["message"] for e in entries]
-    assert f"serving chat on http://127.0.0.1:{port} (gateway {gateway.url})" in messages
+    assert f"serving chat on {url} (gateway {gateway.url})" in messages
     assert "chat server stopped" == messages[-1]
     assert any(e["logger"].startswith("uvicorn") for e in entries)
     assert gateway.key not in errors
+
+
+def test_serve_behind_a_transaction_pooler_with_prepared_statements_off(tmp_path, gateway):
+    folder = tmp_path / "agents"
+    folder.mkdir()
+    (folder / "agents.yaml").write_text(AGENTS)
+    with postgres_database() as database, pgbouncer("transaction") as pooler:
+        assert run("migrate", "--database", database).exit_code == 0
+        apply(folder, database)
+        key = run("keys", "create", "bot", "--database", database).stdout.strip()
+        pooled = through(database, pooler)
+        open_server_connections(pooled.replace("+psycopg", "", 1), 2)
+        env = {"LITELLM_API_BASE": gateway.url, "LITELLM_API_KEY": gateway.key, "DATABASE_URL": pooled,
+               "RECONCILER_PREPARED_STATEMENTS": "false"}
+        with serving("--database-timeout", "2", env=env) as (_, url), \
+                httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+            session = None
+            for n in range(6):
+                answer = client.post("/v1/agents/support/triage/chat",
+                                     json={"message": f"turn {n}", **({"session_id": session} if session else {})})
+                assert answer.status_code == 200, answer.text
+                session = answer.json()["session_id"]
+            stored = client.get(f"/v1/sessions/{session}").json()["messages"]
+            assert client.get("/readyz").status_code == 200
+    assert [m["content"] for m in stored] == [text for n in range(6) for text in (f"turn {n}", f"echo: turn {n}")]
 
 
 def test_serve_on_a_taken_port_says_so(tmp_path):

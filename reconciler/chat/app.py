@@ -10,14 +10,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-import anyio
 import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,7 +26,7 @@ from reconciler.chat.gateway import Gateway, GatewayError
 from reconciler.chat.keys import KeyInfo, KeyStore
 from reconciler.chat.service import ChatError, ChatService, Relay
 from reconciler.chat.sessions import SessionStore, Turn
-from reconciler.chat.turns import open_turns
+from reconciler.chat.turns import DatabaseOptions, StoreUnavailable, open_turns
 from reconciler.metrics import ChatMetrics
 
 log = logging.getLogger("reconciler.chat")
@@ -158,7 +156,8 @@ class Guard:
 
 
 def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gateway_timeout: float = 120.0,
-               budget: Budget = Budget(), max_body: int = 1 << 20, database_pool_size: int = 20) -> FastAPI:
+               budget: Budget = Budget(), max_body: int = 1 << 20,
+               database: DatabaseOptions = DatabaseOptions()) -> FastAPI:
     """The chat service over a migrated state database and a LiteLLM gateway."""
     metrics = ChatMetrics()
     sessions, keys = SessionStore(engine), KeyStore(engine)
@@ -168,9 +167,10 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # The HTTP client and the connection pool belong to the server's event loop: made here, not at import.
         gateway = Gateway(gateway_url, gateway_key, timeout=gateway_timeout)
-        turns = open_turns(engine, sessions, keys, pool_size=database_pool_size)
+        turns = open_turns(engine, sessions, keys, database)
         await turns.open()
-        holder["service"] = ChatService(turns, sessions, keys, gateway, budget, metrics)
+        holder["service"] = ChatService(turns, sessions, keys, gateway, budget, metrics,
+                                        database_timeout=database.timeout)
         try:
             yield
         finally:
@@ -294,8 +294,10 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
         chat = holder["service"]
         checks: dict[str, str] = {}
         try:
-            await anyio.to_thread.run_sync(_ping, engine)
+            await chat.turns.ping()
             checks["database"] = "ok"
+        except StoreUnavailable as error:
+            checks["database"] = f"unavailable: {error}"
         except Exception as error:  # noqa: BLE001 - any failure means not ready; the reason is reported
             checks["database"] = f"unavailable: {error.__class__.__name__}"
         checks["gateway"] = await chat.gateway.check() or "ok"
@@ -307,11 +309,6 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
         return Response(metrics.text(), media_type="text/plain; version=0.0.4")
 
     return app
-
-
-def _ping(engine: Engine) -> None:
-    with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
 
 
 async def _native_events(turn: Turn, relay: Relay) -> AsyncIterator[bytes]:

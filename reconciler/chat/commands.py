@@ -49,13 +49,22 @@ log = logging.getLogger("reconciler.chat")
               help="Largest request body, in bytes; larger ones get 413.")
 @click.option("--database-pool-size", type=click.IntRange(1, 200), default=20, show_default=True,
               envvar="RECONCILER_DATABASE_POOL_SIZE",
-              help="Most database connections for chat turns on PostgreSQL (a few more serve reads); "
-                   "a request waits up to 5 s for one, then gets 503. [env: RECONCILER_DATABASE_POOL_SIZE]")
+              help="Most database connections for chat turns on PostgreSQL (a few more serve reads). "
+                   "[env: RECONCILER_DATABASE_POOL_SIZE]")
+@click.option("--database-timeout", type=click.FloatRange(0.1), default=5.0, show_default=True,
+              envvar="RECONCILER_DATABASE_TIMEOUT",
+              help="Seconds a request waits on PostgreSQL for a connection, and for each statement (which is "
+                   "then cancelled); then 503. [env: RECONCILER_DATABASE_TIMEOUT]")
+@click.option("--prepared-statements/--no-prepared-statements", default=True, show_default=True,
+              envvar="RECONCILER_PREPARED_STATEMENTS",
+              help="Keep statements prepared on PostgreSQL connections. Turn off behind a pooler in transaction "
+                   "mode (PgBouncer before 1.21, or without max_prepared_statements). "
+                   "[env: RECONCILER_PREPARED_STATEMENTS]")
 @DATABASE_OPTION
 @LOCK_TIMEOUT_OPTION
 def serve(listen: tuple[str, int], gateway_url: str | None, gateway_key_file: str | None, gateway_timeout: float,
           history_messages: int, history_tokens: int, max_body_size: int, database_pool_size: int,
-          database: str | None, lock_timeout: float) -> None:
+          database_timeout: float, prepared_statements: bool, database: str | None, lock_timeout: float) -> None:
     """Serve the chat endpoint: messages to synced agents go through the LiteLLM gateway, sessions are stored.
 
     \b
@@ -72,13 +81,14 @@ def serve(listen: tuple[str, int], gateway_url: str | None, gateway_key_file: st
 
     from reconciler.chat.app import create_app
     from reconciler.chat.context import Budget
+    from reconciler.chat.turns import DatabaseOptions
 
     logs.configure(also=("uvicorn",))
     state = open_state(state_url(database), create=True, lock_timeout=lock_timeout)
     assert state.engine is not None
     app = create_app(state.engine, gateway_url, key, gateway_timeout=gateway_timeout,
                      budget=Budget(history_messages, history_tokens), max_body=max_body_size,
-                     database_pool_size=database_pool_size)
+                     database=DatabaseOptions(database_pool_size, database_timeout, prepared_statements))
     host, port = listen
     log.info("serving chat on http://%s:%d (gateway %s)", host, port, gateway_url)
     server = _server_class()(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,

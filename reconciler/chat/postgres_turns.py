@@ -27,7 +27,12 @@ from reconciler.chat.sessions import (
     error_rows,
     reply_row,
 )
-from reconciler.chat.turns import Admit, StoreUnavailable
+from reconciler.chat.turns import (
+    PREPARED_STATEMENTS_LOST,
+    Admit,
+    DatabaseOptions,
+    StoreUnavailable,
+)
 
 T = TypeVar("T")
 
@@ -81,16 +86,20 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"""
 class PostgresTurns:
     """Turns through an asyncpg pool on `url`, a libpq URL (postgresql://…)."""
 
-    def __init__(self, url: str, *, pool_size: int = 20, timeout: float = 5.0) -> None:
-        # `timeout`: how long a request waits to connect, or for a free connection, before its 503.
-        self.url, self.pool_size, self.timeout = url, pool_size, timeout
+    def __init__(self, url: str, options: DatabaseOptions = DatabaseOptions()) -> None:
+        self.url, self.options = url, options
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
         # No connection yet: a database that is down at start makes requests 503, it does not stop the
         # server. A connection the server closes is noticed by the event loop and replaced on next use.
-        self._pool = await asyncpg.create_pool(self.url, min_size=0, max_size=self.pool_size, timeout=self.timeout,
-                                               reset=_keep_session)
+        # Without prepared statements asyncpg still prepares, but unnamed, which a pooler in
+        # transaction mode passes through.
+        options = self.options
+        self._pool = await asyncpg.create_pool(
+            self.url, min_size=0, max_size=options.pool_size, timeout=options.timeout,
+            command_timeout=options.timeout, statement_cache_size=100 if options.prepared_statements else 0,
+            reset=_keep_session)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -146,19 +155,32 @@ class PostgresTurns:
 
         await self._run(work)
 
+    async def ping(self) -> None:
+        await self._run(lambda connection: connection.fetchval("SELECT 1"))
+
     async def _run(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         assert self._pool is not None, "open() first"
+        timeout, connected = self.options.timeout, False
         try:
-            async with self._pool.acquire(timeout=self.timeout) as connection:
+            async with self._pool.acquire(timeout=timeout) as connection:
+                connected = True
                 return await work(connection)
         except TimeoutError as error:
-            raise StoreUnavailable(f"no connection within {self.timeout:g}s") from error
+            if not connected:
+                raise StoreUnavailable(f"no connection within {timeout:g}s") from error
+            # Cancelled on the server too; a row another transaction holds, or a pooler's queue.
+            raise StoreUnavailable(f"a statement did not finish within {timeout:g}s") from error
         except (OSError, asyncpg.CannotConnectNowError, asyncpg.InvalidCatalogNameError,
                 asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError) as error:
             # The server's words stay in the server log: they name databases and users.
             raise StoreUnavailable(f"cannot connect to it: {error.__class__.__name__}") from error
         except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
             raise StoreUnavailable(f"the connection broke: {error.__class__.__name__}") from error
+        except (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError) as error:
+            # The server's own statement_timeout or lock_timeout, or an administrator's cancel.
+            raise StoreUnavailable(f"the database cancelled a statement: {error.__class__.__name__}") from error
+        except (asyncpg.InvalidSQLStatementNameError, asyncpg.DuplicatePreparedStatementError) as error:
+            raise StoreUnavailable(f"{error.__class__.__name__}: {PREPARED_STATEMENTS_LOST}") from error
 
 
 async def _keep_session(_connection: asyncpg.Connection) -> None:

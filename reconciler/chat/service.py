@@ -27,11 +27,13 @@ from reconciler.chat.sessions import (
     Turn,
     Usage,
 )
-from reconciler.chat.turns import StoreUnavailable, TurnStore
+from reconciler.chat.turns import PREPARED_STATEMENTS_LOST, StoreUnavailable, TurnStore
 from reconciler.metrics import ChatMetrics
 
 T = TypeVar("T")
 log = logging.getLogger("reconciler.chat")
+# SQLSTATEs of a prepared statement the server does not know, or knows already (see turns.py).
+LOST_STATEMENT_STATES = {"26000", "42P05"}
 
 
 class ChatError(Exception):
@@ -76,9 +78,9 @@ def _usage(data: dict[str, Any] | None) -> Usage:
 
 class ChatService:
     def __init__(self, turns: TurnStore, sessions: SessionStore, keys: KeyStore, gateway: Gateway, budget: Budget,
-                 metrics: ChatMetrics) -> None:
+                 metrics: ChatMetrics, *, database_timeout: float = 5.0) -> None:
         self.turns, self.sessions, self.keys, self.gateway = turns, sessions, keys, gateway
-        self.budget, self.metrics = budget, metrics
+        self.budget, self.metrics, self.database_timeout = budget, metrics, database_timeout
 
     async def authenticate(self, token: str | None) -> KeyInfo:
         """The caller's key, for routes that only read."""
@@ -161,8 +163,14 @@ class ChatService:
         await _shielded(self.turns.record_error(turn, error.message, partial=partial, model=model))
 
     async def _db(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        # The driver has no deadline of its own (a pooler may queue a query for minutes): the request
+        # stops waiting, and the thread finishes, or fails, on its own.
         with _database_errors():
-            return await anyio.to_thread.run_sync(lambda: call(*args, **kwargs))
+            try:
+                with anyio.fail_after(self.database_timeout):
+                    return await anyio.to_thread.run_sync(lambda: call(*args, **kwargs), abandon_on_cancel=True)
+            except TimeoutError:
+                raise StoreUnavailable(f"no answer within {self.database_timeout:g}s") from None
 
 
 @contextmanager
@@ -171,9 +179,16 @@ def _database_errors() -> Iterator[None]:
     try:
         yield
     except (SQLAlchemyError, StoreUnavailable) as error:
-        reason = str(error) if isinstance(error, StoreUnavailable) else error.__class__.__name__
+        reason = str(error) if isinstance(error, StoreUnavailable) else _reason(error)
         raise ChatError(503, f"the state database is unavailable ({reason}); try again",
                         "service_unavailable") from None
+
+
+def _reason(error: SQLAlchemyError) -> str:
+    name = error.__class__.__name__
+    if getattr(getattr(error, "orig", None), "sqlstate", None) in LOST_STATEMENT_STATES:
+        return f"{name}: {PREPARED_STATEMENTS_LOST}"
+    return name
 
 
 class Relay:

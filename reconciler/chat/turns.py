@@ -7,9 +7,11 @@ Both keep the same rows (the tests run the chat API on both).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from reconciler.chat.context import Budget, Message
@@ -21,14 +23,36 @@ from reconciler.chat.sessions import ChatAgent, SessionStore, Turn, Usage
 Admit = Callable[[KeyInfo | None, ChatAgent | None], None]
 
 
+# Said when the database no longer knows a statement prepared on "its" connection: a pooler in
+# transaction mode hands each statement to whichever server connection is free.
+PREPARED_STATEMENTS_LOST = ("the database lost a prepared statement; behind a pooler in transaction mode "
+                            "(PgBouncer before 1.21, or without max_prepared_statements) serve with "
+                            "--no-prepared-statements, or use session mode")
+
+
+@dataclass(frozen=True)
+class DatabaseOptions:
+    """How `serve` uses the state database."""
+
+    pool_size: int = 20  # most connections for chat turns on PostgreSQL
+    # Seconds to wait on PostgreSQL for a connection, and for each statement; then 503. (SQLite turns
+    # keep its busy timeout: a write abandoned in its thread could still commit after the 503.)
+    timeout: float = 5.0
+    prepared_statements: bool = True  # off behind a pooler in transaction mode
+
+
 class StoreUnavailable(Exception):
-    """The database cannot be reached (or no connection came free in time); the message says how."""
+    """The database cannot be reached, or did not answer in time; the message says how."""
 
 
 class TurnStore(Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """One round trip to the database the way chat turns reach it; raises when that fails."""
+        ...
 
     async def begin(self, token: str, namespace: str, name: str, session_id: str | None,
                     new: Sequence[Message], budget: Budget, admit: Admit) -> Turn:
@@ -55,6 +79,12 @@ class ThreadedTurns:
     async def close(self) -> None:
         pass
 
+    async def ping(self) -> None:
+        def run() -> None:
+            with self.sessions.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        await anyio.to_thread.run_sync(run)
+
     async def begin(self, token: str, namespace: str, name: str, session_id: str | None,
                     new: Sequence[Message], budget: Budget, admit: Admit) -> Turn:
         def run() -> Turn:
@@ -77,11 +107,10 @@ class ThreadedTurns:
             turn, message, partial=partial, model=model, finish_reason=finish_reason))
 
 
-def open_turns(engine: Engine, sessions: SessionStore, keys: KeyStore, *, pool_size: int) -> TurnStore:
+def open_turns(engine: Engine, sessions: SessionStore, keys: KeyStore, options: DatabaseOptions) -> TurnStore:
     """The turn store for the engine's database (not opened yet: `await store.open()` in the event loop)."""
     if engine.dialect.name == "postgresql":
         from reconciler.chat.postgres_turns import PostgresTurns
 
-        return PostgresTurns(engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
-                             pool_size=pool_size)
+        return PostgresTurns(engine.url.set(drivername="postgresql").render_as_string(hide_password=False), options)
     return ThreadedTurns(sessions, keys)
