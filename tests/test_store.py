@@ -4,11 +4,13 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
+import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from databases import database
+from databases import POSTGRES, database
 from factories import agent
+from pooler import open_server_connections, pgbouncer, through
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
@@ -218,7 +220,8 @@ def test_one_writer_at_a_time(url):
     held, release = threading.Event(), threading.Event()
 
     def hold():
-        with writer_lock(engine, timeout=5, what="apply"):
+        with writer_lock(engine, timeout=5, what="apply") as lock, engine.begin() as connection:
+            lock.hold(connection)
             held.set()
             release.wait(10)
 
@@ -234,6 +237,28 @@ def test_one_writer_at_a_time(url):
         thread.join()
     _, result = sync(open_state(url, create=True), [agent("a")], "r1")
     assert result.created == 3
+
+
+def test_the_writer_lock_holds_behind_a_pooler_in_transaction_mode(tmp_path):
+    # A session-level lock would stay on whichever server connection took it, after the write.
+    with database("postgresql", tmp_path) as direct, pgbouncer("transaction", pool_size=3) as port:
+        pooled = through(direct, port)
+        open_server_connections(pooled.replace("+psycopg", "", 1), 3)
+        assert migrate.upgrade(connect(pooled)).after == migrate.head()
+        state = open_state(pooled, create=True, lock_timeout=0.3)
+        for revision in ("r1", "r2", "r3"):
+            sync(state, [agent("a", image=f"example/harness:{revision}")], revision)
+        with psycopg.connect(POSTGRES) as admin:
+            assert admin.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0] == 0
+        # Another writer (straight to the server) holds the lock: the one behind the pooler waits, gives up.
+        engine = connect(direct)
+        with writer_lock(engine, timeout=5, what="apply") as lock, engine.begin() as connection:
+            lock.hold(connection)
+            with pytest.raises(StateError, match="another reconciler is writing to this database"):
+                sync(state, [agent("a", image="example/harness:r4")], "r4")
+        _, result = sync(state, [agent("a", image="example/harness:r4")], "r4")
+        assert result.updated >= 1
+        engine.dispose()
 
 
 def test_connection_lost_mid_sync_leaves_no_half_revision_and_the_next_run_converges(tmp_path):

@@ -133,8 +133,9 @@ class EmbeddedState:
         started = _now()
         source, revision = plan.source, plan.revision
         try:
-            with writer_lock(engine, timeout=self.lock_timeout, what="apply"), Session(engine) as session, \
+            with writer_lock(engine, timeout=self.lock_timeout, what="apply") as lock, Session(engine) as session, \
                     session.begin():
+                lock.hold(session.connection())
                 self._check_ownership(session, plan, agents)
                 self._write_objects(session, plan, started)
                 self._sync_agents(session, source, agents, started, revision, suspended)

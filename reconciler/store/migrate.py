@@ -80,12 +80,12 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
 def upgrade(engine: Engine, *, lock_timeout: float = 60.0, target: str = "head") -> MigrationResult:
     """Upgrade to `target` under the writer lock; safe to run twice and from several processes at once."""
     shown = engine.url.render_as_string(hide_password=True)
-    with writer_lock(engine, timeout=lock_timeout, what="migrate"):
-        with _migrating(engine) as connection:
-            before = current(connection)
-            _check_not_newer(before, shown)
-            command.upgrade(alembic_config(connection), target)
-            after = current(connection)
+    with writer_lock(engine, timeout=lock_timeout, what="migrate") as lock, _migrating(engine) as connection:
+        lock.hold(connection)
+        before = current(connection)
+        _check_not_newer(before, shown)
+        command.upgrade(alembic_config(connection), target)
+        after = current(connection)
     return MigrationResult(before, after or "base")
 
 
@@ -98,7 +98,8 @@ def upgrade_if_needed(engine: Engine, *, lock_timeout: float = 60.0) -> None:
 
 
 def downgrade(engine: Engine, target: str, *, lock_timeout: float = 60.0) -> None:
-    with writer_lock(engine, timeout=lock_timeout, what="migrate"), _migrating(engine) as connection:
+    with writer_lock(engine, timeout=lock_timeout, what="migrate") as lock, _migrating(engine) as connection:
+        lock.hold(connection)
         command.downgrade(alembic_config(connection), target)
 
 
