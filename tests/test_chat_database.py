@@ -116,6 +116,7 @@ def test_a_pooler_with_no_free_server_connection_gives_503_within_the_timeout(ch
         waited = time.monotonic() - started
         with chat_app.client() as client:
             ready = client.get("/readyz")
+            models = client.get("/v1/models")  # a read, through SQLAlchemy in a worker thread
     finally:
         for holder in holders:
             holder.close()
@@ -125,6 +126,8 @@ def test_a_pooler_with_no_free_server_connection_gives_503_within_the_timeout(ch
     assert 1.0 <= waited < 5
     assert ready.status_code == 503
     assert ready.json()["checks"]["database"] == "unavailable: a statement did not finish within 1s"
+    assert models.status_code == 503
+    assert models.json()["error"]["message"] == "the state database is unavailable (no answer within 1s); try again"
     # Once the pooler has a server connection free, the endpoint answers again.
     again = chat_app.chat("support/triage", "hello again")
     assert again.status_code == 200, again.text
