@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from databases import database
 from fakellm import FakeModelServer
 from litellm_gateway import INSTALL_HINT, LiteLLMGateway, find_litellm, free_port
-from pooler import open_server_connections, pgbouncer, through
+from pooler import pgbouncer, through
 
 from reconciler.chat.app import create_app
 from reconciler.chat.context import Budget
@@ -145,10 +145,7 @@ def chat_app(gateway: LiteLLMGateway, upstream: FakeModelServer, tmp_path: Path,
         direct = connect(database_url)
         _, key = KeyStore(direct).create("tests")
         direct.dispose()
-        app_url = database_url
-        if pooler_port:
-            app_url = through(database_url, pooler_port)
-            open_server_connections(app_url.replace("+psycopg", "", 1), 2)
+        app_url = through(database_url, pooler_port) if pooler_port else database_url
         engine = connect(app_url)
         gateway_url = options.pop("gateway_url", gateway.url)
         app = create_app(engine, upstream.url if gateway_url == "upstream" else gateway_url, gateway.key,

@@ -26,6 +26,11 @@ def postgres_database() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def libpq(url: str) -> str:
+    """A test database's SQLAlchemy URL in libpq's own form, for psycopg.connect."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
 @contextmanager
 def database(kind: str, folder: Path) -> Iterator[str]:
     if kind == "postgresql":

@@ -1,4 +1,5 @@
-"""A real PgBouncer in front of the test PostgreSQL server, for what a pooler does to the chat turns.
+"""A real PgBouncer in front of the test PostgreSQL server, for what a pooler does to the chat
+endpoint and to the reconciler's writes.
 
 PgBouncer comes from the distribution's package (`apt-get install pgbouncer`; `.ci/run` installs it);
 without it the tests that need it are skipped, saying so.
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from databases import POSTGRES
+from databases import POSTGRES, libpq
 from litellm_gateway import free_port
 
 
@@ -29,7 +30,7 @@ def find_pgbouncer() -> str | None:
 @contextmanager
 def pgbouncer(mode: str, *, pool_size: int = 2) -> Iterator[int]:
     """PgBouncer in `mode` (transaction or session) on a free loopback port, with up to `pool_size`
-    server connections per database, handed out in turn once open (see `open_server_connections`)."""
+    server connections per database, handed out in turn once open (see `through`)."""
     binary = find_pgbouncer()
     if binary is None:
         pytest.skip("PgBouncer is not installed (apt-get install pgbouncer)")
@@ -76,16 +77,13 @@ server_round_robin = 1
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def through(url: str, port: int) -> str:
-    """`url` (a database on the test server) reached through the pooler on `port`."""
+def through(url: str, port: int, *, connections: int = 2) -> str:
+    """`url` (a database on the test server) reached through the pooler on `port`, which opens
+    `connections` server connections to it now: then consecutive statements of one client land on
+    different server connections, as under load."""
     server = urlsplit(POSTGRES)
-    return url.replace(f"@{server.hostname}:{server.port or 5432}/", f"@127.0.0.1:{port}/", 1)
-
-
-def open_server_connections(url: str, count: int) -> None:
-    """Make the pooler behind `url` (libpq form) open `count` server connections to its database now:
-    then consecutive statements of one client land on different server connections, as under load."""
-    clients = [psycopg.connect(url) for _ in range(count)]
+    pooled = url.replace(f"@{server.hostname}:{server.port or 5432}/", f"@127.0.0.1:{port}/", 1)
+    clients = [psycopg.connect(libpq(pooled)) for _ in range(connections)]
     try:
         for client in clients:
             client.execute("SELECT 1")  # each holds a server connection until its transaction ends
@@ -94,3 +92,4 @@ def open_server_connections(url: str, count: int) -> None:
     finally:
         for client in clients:
             client.close()
+    return pooled

@@ -15,7 +15,7 @@ from chatting import AGENTS, apply
 from click.testing import CliRunner
 from databases import postgres_database
 from litellm_gateway import free_port
-from pooler import open_server_connections, pgbouncer, through
+from pooler import pgbouncer, through
 
 from reconciler.cli import main
 
@@ -111,7 +111,6 @@ def test_serve_behind_a_transaction_pooler_with_prepared_statements_off(tmp_path
         apply(folder, database)
         key = run("keys", "create", "bot", "--database", database).stdout.strip()
         pooled = through(database, pooler)
-        open_server_connections(pooled.replace("+psycopg", "", 1), 2)
         env = {"LITELLM_API_BASE": gateway.url, "LITELLM_API_KEY": gateway.key, "DATABASE_URL": pooled,
                "RECONCILER_PREPARED_STATEMENTS": "false"}
         with serving("--database-timeout", "2", env=env) as (_, url), \

@@ -9,7 +9,7 @@ import httpx
 import psycopg
 import pytest
 from chatting import Served
-from databases import POSTGRES
+from databases import POSTGRES, libpq
 
 from reconciler.chat.app import create_app
 from reconciler.chat.turns import DatabaseOptions
@@ -22,10 +22,6 @@ def _contents(chat_app, session: str) -> list[str]:
 
 def _database_name(chat_app) -> str:
     return chat_app.database.rsplit("/", 1)[1]
-
-
-def _libpq(chat_app) -> str:
-    return chat_app.database.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 def test_an_unreachable_database_gives_503_and_readyz_says_so(gateway):
@@ -66,7 +62,7 @@ def test_connections_the_database_closed_while_idle_are_replaced_without_an_erro
 def test_a_statement_that_waits_past_the_timeout_gives_503_and_stores_nothing(chat_app):
     session = chat_app.chat("support/triage", "first").json()["session_id"]
     # Another transaction holds the session's row: the turn's statement waits for it.
-    with psycopg.connect(_libpq(chat_app)) as holder:
+    with psycopg.connect(libpq(chat_app.database)) as holder:
         holder.execute("SELECT 1 FROM chat_sessions WHERE id = %s FOR UPDATE", (session,))
         started = time.monotonic()
         answer = chat_app.chat("support/triage", "while the row is held", session_id=session)
@@ -93,7 +89,7 @@ def test_the_servers_own_statement_timeout_gives_503_naming_it(chat_app):
         admin.execute(f'ALTER DATABASE "{_database_name(chat_app)}" SET lock_timeout = 100')
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
                       (_database_name(chat_app),))
-    with psycopg.connect(_libpq(chat_app)) as holder:
+    with psycopg.connect(libpq(chat_app.database)) as holder:
         holder.execute("SELECT 1 FROM chat_sessions WHERE id = %s FOR UPDATE", (session,))
         answer = chat_app.chat("support/triage", "while the row is held", session_id=session)
     assert answer.status_code == 503
@@ -106,8 +102,7 @@ def test_the_servers_own_statement_timeout_gives_503_naming_it(chat_app):
 def test_a_pooler_with_no_free_server_connection_gives_503_within_the_timeout(chat_app):
     # The pooler (two server connections, session mode) accepts the app's connection and queues its
     # statements for as long as other clients hold both (PgBouncer's own limit is two minutes).
-    through_pooler = chat_app.app_database.replace("postgresql+psycopg://", "postgresql://", 1)
-    holders = [psycopg.connect(through_pooler) for _ in range(2)]
+    holders = [psycopg.connect(libpq(chat_app.app_database)) for _ in range(2)]
     try:
         for holder in holders:
             holder.execute("SELECT 1")

@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from databases import POSTGRES, database
 from factories import agent
-from pooler import open_server_connections, pgbouncer, through
+from pooler import pgbouncer, through
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
@@ -242,8 +242,7 @@ def test_one_writer_at_a_time(url):
 def test_the_writer_lock_holds_behind_a_pooler_in_transaction_mode(tmp_path):
     # A session-level lock would stay on whichever server connection took it, after the write.
     with database("postgresql", tmp_path) as direct, pgbouncer("transaction", pool_size=3) as port:
-        pooled = through(direct, port)
-        open_server_connections(pooled.replace("+psycopg", "", 1), 3)
+        pooled = through(direct, port, connections=3)
         assert migrate.upgrade(connect(pooled)).after == migrate.head()
         state = open_state(pooled, create=True, lock_timeout=0.3)
         for revision in ("r1", "r2", "r3"):

@@ -1,11 +1,13 @@
-"""Chat turns on PostgreSQL: asyncpg on the server's event loop, statements prepared once per connection.
+"""Chat turns on PostgreSQL: asyncpg on the server's event loop, statements prepared once per
+connection (unless `serve --no-prepared-statements`, for a pooler in transaction mode).
 
 Every chat request runs these statements, and the endpoint shares CPUs with the gateway, so each
 round trip counts (measured per turn on a 2-core machine: SQLAlchemy in worker threads ~2.2 ms of
-CPU, asynchronous psycopg ~1.2 ms, asyncpg ~0.8 ms). The key, the agent and the session's history are one query; a
-new session and its first messages are one statement, a continued session takes its positions and
-stores its messages in one, a reply is one insert, and none of them needs BEGIN or COMMIT. The rows are the ones `sessions.SessionStore` and
-`keys.KeyStore` write; the tests run the chat API on both.
+CPU, asynchronous psycopg ~1.2 ms, asyncpg ~0.8 ms). The key, the agent and the session's history
+are one query; a new session and its first messages are one statement, a continued session takes
+its positions and stores its messages in one, a reply is one insert, and none of them needs BEGIN
+or COMMIT. The rows are the ones `sessions.SessionStore` and `keys.KeyStore` write; the tests run
+the chat API on both.
 """
 from __future__ import annotations
 
@@ -27,14 +29,15 @@ from reconciler.chat.sessions import (
     error_rows,
     reply_row,
 )
-from reconciler.chat.turns import (
-    PREPARED_STATEMENTS_LOST,
-    Admit,
-    DatabaseOptions,
-    StoreUnavailable,
-)
+from reconciler.chat.turns import Admit, DatabaseOptions, StoreUnavailable
 
 T = TypeVar("T")
+# Said when the server no longer knows a statement prepared on "its" connection: a pooler in
+# transaction mode hands each statement to whichever server connection is free. (SQLAlchemy's reads
+# never meet this: its pool rolls back every returned connection, which clears psycopg's prepares.)
+PREPARED_STATEMENTS_LOST = ("the database lost a prepared statement; behind a pooler in transaction mode "
+                            "(PgBouncer before 1.21, or without max_prepared_statements) serve with "
+                            "--no-prepared-statements, or use session mode")
 
 # The key, the agent and, when a session is continued ($4), its latest messages (newest $5, as JSON):
 # one round trip. The history is read before the positions are taken; when the session turns out not
@@ -93,8 +96,8 @@ class PostgresTurns:
     async def open(self) -> None:
         # No connection yet: a database that is down at start makes requests 503, it does not stop the
         # server. A connection the server closes is noticed by the event loop and replaced on next use.
-        # Without prepared statements asyncpg still prepares, but unnamed, which a pooler in
-        # transaction mode passes through.
+        # Without its statement cache asyncpg parses each statement anew, unnamed, in the same
+        # exchange as its execution, which a pooler in transaction mode passes through.
         options = self.options
         self._pool = await asyncpg.create_pool(
             self.url, min_size=0, max_size=options.pool_size, timeout=options.timeout,

@@ -27,13 +27,11 @@ from reconciler.chat.sessions import (
     Turn,
     Usage,
 )
-from reconciler.chat.turns import PREPARED_STATEMENTS_LOST, StoreUnavailable, TurnStore
+from reconciler.chat.turns import StoreUnavailable, TurnStore
 from reconciler.metrics import ChatMetrics
 
 T = TypeVar("T")
 log = logging.getLogger("reconciler.chat")
-# SQLSTATEs of a prepared statement the server does not know, or knows already (see turns.py).
-LOST_STATEMENT_STATES = {"26000", "42P05"}
 
 
 class ChatError(Exception):
@@ -179,16 +177,9 @@ def _database_errors() -> Iterator[None]:
     try:
         yield
     except (SQLAlchemyError, StoreUnavailable) as error:
-        reason = str(error) if isinstance(error, StoreUnavailable) else _reason(error)
+        reason = str(error) if isinstance(error, StoreUnavailable) else error.__class__.__name__
         raise ChatError(503, f"the state database is unavailable ({reason}); try again",
                         "service_unavailable") from None
-
-
-def _reason(error: SQLAlchemyError) -> str:
-    name = error.__class__.__name__
-    if getattr(getattr(error, "orig", None), "sqlstate", None) in LOST_STATEMENT_STATES:
-        return f"{name}: {PREPARED_STATEMENTS_LOST}"
-    return name
 
 
 class Relay:

@@ -23,13 +23,6 @@ from reconciler.chat.sessions import ChatAgent, SessionStore, Turn, Usage
 Admit = Callable[[KeyInfo | None, ChatAgent | None], None]
 
 
-# Said when the database no longer knows a statement prepared on "its" connection: a pooler in
-# transaction mode hands each statement to whichever server connection is free.
-PREPARED_STATEMENTS_LOST = ("the database lost a prepared statement; behind a pooler in transaction mode "
-                            "(PgBouncer before 1.21, or without max_prepared_statements) serve with "
-                            "--no-prepared-statements, or use session mode")
-
-
 @dataclass(frozen=True)
 class DatabaseOptions:
     """How `serve` uses the state database."""
