@@ -54,6 +54,10 @@ class Metrics(_Registry):
             self.revision.labels(source, revision or "").set(1)
 
 
+# From a cached reply to a long generation.
+_CHAT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
 class ChatMetrics(_Registry):
     """Metrics of `reconcile serve`, one registry per app."""
 
@@ -63,8 +67,11 @@ class ChatMetrics(_Registry):
                                 ["route", "code"], registry=self.registry)
         self.duration = Histogram("agent_reconciler_chat_request_duration_seconds",
                                   "Time of a chat endpoint request, to the end of a streamed reply.", ["route"],
-                                  registry=self.registry,
-                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
+                                  registry=self.registry, buckets=_CHAT_BUCKETS)
+        self.gateway_duration = Histogram(
+            "agent_reconciler_chat_gateway_duration_seconds",
+            "Time the LiteLLM gateway took: to its whole answer (call=complete) or to the start of a streamed "
+            "one (call=stream); failures included.", ["call"], registry=self.registry, buckets=_CHAT_BUCKETS)
         self.gateway_errors = Counter("agent_reconciler_chat_gateway_errors_total",
                                       "Failed calls to the LiteLLM gateway, by reason.", ["reason"],
                                       registry=self.registry)

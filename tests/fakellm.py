@@ -4,7 +4,9 @@ It answers `POST /v1/chat/completions` with "echo: <last user message>", plain o
 server-sent events (with a usage chunk when `stream_options.include_usage` asks for it), and
 records every request so tests can assert what reached the model. Behaviour is set on the
 object while it runs: `delay` before answering, `token_delay` between streamed tokens,
-`fail_status` to answer with an error, `drop_after` to cut a stream after that many tokens.
+`fail_status` to answer with an error, `drop_after` to cut a stream after that many tokens,
+`idle_close` to drop, unanswered, a request on a connection idle that long (as a server does whose
+idle timeout fired just as the request came).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ class FakeModelServer:
         self.token_delay = 0.0
         self.fail_status: int | None = None
         self.drop_after: int | None = None
+        self.idle_close: float | None = None
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer((host, port), _handler(self))
         self.server.daemon_threads = True
@@ -45,7 +48,7 @@ class FakeModelServer:
         with self._lock:
             self.requests.clear()
         self.delay = self.token_delay = 0.0
-        self.fail_status = self.drop_after = None
+        self.fail_status = self.drop_after = self.idle_close = None
 
     def record(self, body: dict[str, Any]) -> None:
         with self._lock:
@@ -77,7 +80,17 @@ def _handler(owner: FakeModelServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             self._json(200, {"object": "list", "data": []})
 
+        answered_at: float | None = None
+
+        def handle_one_request(self) -> None:
+            super().handle_one_request()
+            self.answered_at = time.monotonic()
+
         def do_POST(self) -> None:  # noqa: N802
+            if owner.idle_close is not None and self.answered_at is not None \
+                    and time.monotonic() - self.answered_at >= owner.idle_close:
+                self.close_connection = True
+                return
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
             owner.record(body)
             if owner.delay:

@@ -2,6 +2,7 @@
 and in SQLite."""
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -14,6 +15,7 @@ from litellm_gateway import free_port
 from sqlalchemy import text
 
 from reconciler.chat.context import Budget
+from reconciler.chat.gateway import Gateway, GatewayError
 from reconciler.store.embedded import connect
 
 
@@ -229,6 +231,30 @@ def test_an_upstream_failure_comes_back_as_502_with_the_gateways_reason(chat_app
     assert 'agent_reconciler_chat_gateway_errors_total{reason="status"} 1.0' in metrics
 
 
+def test_a_connection_idle_past_the_gateways_timeout_is_not_reused(upstream):
+    # A server closes idle connections (LiteLLM after 5 s); a request sent on one as it closes is lost.
+    # Connections idle longer than the keep-alive are not reused; one past the server's timeout was.
+    upstream.reset()
+    upstream.idle_close = 1.0
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "still there?"}]}
+
+    async def two_calls(keepalive: float) -> dict:
+        gateway = Gateway(upstream.url, None, keepalive=keepalive)
+        try:
+            await gateway.complete(body)
+            await asyncio.sleep(1.2)
+            return await gateway.complete(body)
+        finally:
+            await gateway.aclose()
+
+    try:
+        assert asyncio.run(two_calls(0.5))["choices"][0]["message"]["content"] == "echo: still there?"
+        with pytest.raises(GatewayError, match="the connection to the LiteLLM gateway broke"):
+            asyncio.run(two_calls(30))
+    finally:
+        upstream.reset()
+
+
 @pytest.mark.chat(gateway_timeout=1.0)
 def test_a_slow_gateway_gives_504_within_the_timeout(chat_app):
     chat_app.upstream.delay = 4
@@ -395,6 +421,37 @@ def test_health_readiness_metrics_and_openapi(chat_app):
     for path in ("/v1/agents/{namespace}/{name}/chat", "/v1/chat/completions", "/v1/models"):
         operation = next(iter(spec["paths"][path].values()))
         assert operation["security"] == [{"HTTPBearer": []}], path
+
+
+def _server_timing(answer: httpx.Response) -> dict[str, float]:
+    parts = (part.strip().split(";dur=") for part in answer.headers["server-timing"].split(","))
+    return {name: float(milliseconds) for name, milliseconds in parts}
+
+
+def test_a_reply_says_how_long_the_gateway_and_the_database_took(chat_app):
+    chat_app.upstream.delay = 0.3
+    started = time.perf_counter()
+    answer = chat_app.chat("support/triage", "how slow is the model?")
+    took = (time.perf_counter() - started) * 1000
+    assert answer.status_code == 200, answer.text
+    timing = _server_timing(answer)
+    assert set(timing) == {"database", "gateway"}
+    assert 300 <= timing["gateway"] < took
+    assert 0 < timing["database"] < 300 and timing["database"] + timing["gateway"] < took
+    with chat_app.client() as client:
+        completion = client.post("/v1/chat/completions", json={
+            "model": "support/triage", "messages": [{"role": "user", "content": "and now?"}]})
+        streamed = client.post("/v1/agents/support/triage/chat", json={"message": "stream", "stream": True})
+        metrics = client.get("/metrics").text
+    assert completion.status_code == 200 and _server_timing(completion)["gateway"] >= 300
+    assert streamed.status_code == 200 and "server-timing" not in streamed.headers
+    observed = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
+                if line.startswith("agent_reconciler_chat_gateway_duration_seconds_")}
+    assert observed['agent_reconciler_chat_gateway_duration_seconds_count{call="complete"}'] == 2
+    assert observed['agent_reconciler_chat_gateway_duration_seconds_sum{call="complete"}'] >= 0.6
+    assert observed['agent_reconciler_chat_gateway_duration_seconds_count{call="stream"}'] == 1
+    # Under 0.1 s is a call that did not wait for the model: every bucket below it stays empty.
+    assert observed['agent_reconciler_chat_gateway_duration_seconds_bucket{call="complete",le="0.1"}'] == 0
 
 
 def test_each_api_request_logs_one_json_line_with_its_agent_and_session(chat_app):

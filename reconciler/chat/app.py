@@ -24,7 +24,7 @@ from reconciler.chat.context import Budget
 from reconciler.chat.context import Message as ChatMessage
 from reconciler.chat.gateway import Gateway, GatewayError
 from reconciler.chat.keys import KeyInfo, KeyStore
-from reconciler.chat.service import ChatError, ChatService, Relay
+from reconciler.chat.service import ChatError, ChatService, Completion, Relay
 from reconciler.chat.sessions import SessionStore, Turn
 from reconciler.chat.turns import DatabaseOptions, StoreUnavailable, open_turns
 from reconciler.metrics import ChatMetrics
@@ -83,6 +83,13 @@ class FastJSONResponse(JSONResponse):
 
 def _error(status: int, message: str, type_: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": type_, "code": status}}, status, headers=headers)
+
+
+def _server_timing(admitted: float, done: Completion) -> str:
+    """How long the turn waited on the state database and on the gateway (W3C Server-Timing, in ms):
+    whatever else the caller waited for is this endpoint's own time, or the network's."""
+    return (f"database;dur={(admitted + done.store_seconds) * 1000:.1f}, "
+            f"gateway;dur={done.gateway_seconds * 1000:.1f}")
 
 
 def _sse(event: str | None, data: Any) -> bytes:
@@ -156,7 +163,7 @@ class Guard:
 
 
 def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gateway_timeout: float = 120.0,
-               budget: Budget = Budget(), max_body: int = 1 << 20,
+               gateway_keepalive: float = 4.0, budget: Budget = Budget(), max_body: int = 1 << 20,
                database: DatabaseOptions = DatabaseOptions()) -> FastAPI:
     """The chat service over a migrated state database and a LiteLLM gateway."""
     metrics = ChatMetrics()
@@ -166,7 +173,7 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # The HTTP client and the connection pool belong to the server's event loop: made here, not at import.
-        gateway = Gateway(gateway_url, gateway_key, timeout=gateway_timeout)
+        gateway = Gateway(gateway_url, gateway_key, timeout=gateway_timeout, keepalive=gateway_keepalive)
         turns = open_turns(engine, sessions, keys, database)
         await turns.open()
         holder["service"] = ChatService(turns, sessions, keys, gateway, budget, metrics,
@@ -229,8 +236,10 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
               summary="Send a message to an agent", responses={200: {"content": {"text/event-stream": {}}}})
     async def chat_with_agent(namespace: str, name: str, body: ChatRequest, http: Request) -> Any:
         chat = holder["service"]
+        started = time.perf_counter()
         turn = await chat.start(await request_key(http), namespace, name, body.session_id,
                                 [ChatMessage("user", body.message)])
+        admitted = time.perf_counter() - started
         http.state.session = turn.session_id
         request = chat.request_body(turn)
         headers = {SESSION_HEADER: turn.session_id}
@@ -238,7 +247,7 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
             done = await chat.complete(turn, request)
             return FastJSONResponse({"session_id": turn.session_id, "reply": done.reply, "model": done.model,
                                      "finish_reason": done.finish_reason, "usage": done.usage.as_dict()},
-                                    headers=headers)
+                                    headers={**headers, "Server-Timing": _server_timing(admitted, done)})
         relay = await chat.open_stream(turn, request)
         return StreamingResponse(_native_events(turn, relay), media_type="text/event-stream",
                                  headers={**headers, "Cache-Control": "no-cache"})
@@ -254,7 +263,9 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
             raise ChatError(404, f"model {body.model!r} must name an agent as namespace/name", "not_found_error")
         new = [ChatMessage(m.role, m.text()) for m in body.messages]
         session_id = body.session_id or http.headers.get(SESSION_HEADER)
+        started = time.perf_counter()
         turn = await chat.start(await request_key(http), namespace, name, session_id, new)
+        admitted = time.perf_counter() - started
         agent = turn.agent
         http.state.agent, http.state.session = agent.key, turn.session_id
         limit = body.max_completion_tokens or body.max_tokens
@@ -262,7 +273,8 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
         headers = {SESSION_HEADER: turn.session_id}
         if not body.stream:
             done = await chat.complete(turn, request)
-            return FastJSONResponse({**done.raw, "model": agent.key}, headers=headers)
+            return FastJSONResponse({**done.raw, "model": agent.key},
+                                    headers={**headers, "Server-Timing": _server_timing(admitted, done)})
         relay = await chat.open_stream(turn, request)
         usage = bool((body.stream_options or {}).get("include_usage"))
         return StreamingResponse(_openai_events(agent.key, relay, usage), media_type="text/event-stream",

@@ -40,6 +40,11 @@ log = logging.getLogger("reconciler.chat")
               envvar="RECONCILER_GATEWAY_TIMEOUT",
               help="Seconds to wait for the gateway (for a stream: for its first and each next token); "
                    "then 504. [env: RECONCILER_GATEWAY_TIMEOUT]")
+@click.option("--gateway-keepalive", type=click.FloatRange(0, min_open=True), default=4.0, show_default=True,
+              envvar="RECONCILER_GATEWAY_KEEPALIVE",
+              help="Seconds an idle connection to the gateway is kept for the next request. Keep it below the "
+                   "gateway's own idle timeout (LiteLLM: 5 s, its --keepalive_timeout), or a request can go out "
+                   "on a connection the gateway is closing and fail with 502. [env: RECONCILER_GATEWAY_KEEPALIVE]")
 @click.option("--history-messages", type=click.IntRange(0), default=50, show_default=True,
               help="Most stored messages of a session sent with a new message.")
 @click.option("--history-tokens", type=click.IntRange(0), default=16000, show_default=True,
@@ -63,8 +68,9 @@ log = logging.getLogger("reconciler.chat")
 @DATABASE_OPTION
 @LOCK_TIMEOUT_OPTION
 def serve(listen: tuple[str, int], gateway_url: str | None, gateway_key_file: str | None, gateway_timeout: float,
-          history_messages: int, history_tokens: int, max_body_size: int, database_pool_size: int,
-          database_timeout: float, prepared_statements: bool, database: str | None, lock_timeout: float) -> None:
+          gateway_keepalive: float, history_messages: int, history_tokens: int, max_body_size: int,
+          database_pool_size: int, database_timeout: float, prepared_statements: bool, database: str | None,
+          lock_timeout: float) -> None:
     """Serve the chat endpoint: messages to synced agents go through the LiteLLM gateway, sessions are stored.
 
     \b
@@ -87,7 +93,8 @@ def serve(listen: tuple[str, int], gateway_url: str | None, gateway_key_file: st
     state = open_state(state_url(database), create=True, lock_timeout=lock_timeout)
     assert state.engine is not None
     app = create_app(state.engine, gateway_url, key, gateway_timeout=gateway_timeout,
-                     budget=Budget(history_messages, history_tokens), max_body=max_body_size,
+                     gateway_keepalive=gateway_keepalive, budget=Budget(history_messages, history_tokens),
+                     max_body=max_body_size,
                      database=DatabaseOptions(database_pool_size, database_timeout, prepared_statements))
     host, port = listen
     log.info("serving chat on http://%s:%d (gateway %s)", host, port, gateway_url)

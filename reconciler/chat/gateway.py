@@ -61,7 +61,8 @@ class UpstreamStream:
 class Gateway:
     """Create inside the event loop that uses it (aiohttp sessions belong to one loop)."""
 
-    def __init__(self, base_url: str, key: str | None, *, timeout: float = 120.0, max_connections: int = 256) -> None:
+    def __init__(self, base_url: str, key: str | None, *, timeout: float = 120.0, keepalive: float = 4.0,
+                 max_connections: int = 256) -> None:
         base = base_url.rstrip("/")
         self.root = base.removesuffix("/v1")
         self.completions_url = f"{self.root}/v1/chat/completions"
@@ -69,9 +70,12 @@ class Gateway:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         # sock_read bounds each wait for data: the whole answer, or the next event of a stream.
         self._timeout = aiohttp.ClientTimeout(total=None, connect=min(timeout, 5.0), sock_read=timeout)
+        # An idle connection is reused only while younger than `keepalive`: one the gateway is closing at
+        # that moment (LiteLLM's server closes them after 5 s idle) would fail the request sent on it.
         self._session = aiohttp.ClientSession(
             headers=headers, timeout=self._timeout,
-            connector=aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections))
+            connector=aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections,
+                                           keepalive_timeout=keepalive))
 
     def scrub(self, text: str) -> str:
         return text.replace(self.key, "***") if self.key else text

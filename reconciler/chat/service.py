@@ -8,6 +8,7 @@ synchronous SQLAlchemy in worker threads.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ class Completion:
     usage: Usage
     finish_reason: str | None
     raw: dict[str, Any]
+    gateway_seconds: float  # from sending the request to the gateway's whole answer
+    store_seconds: float  # storing the reply
 
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -132,29 +135,40 @@ class ChatService:
         return body
 
     async def complete(self, turn: Turn, body: dict[str, Any]) -> Completion:
+        started = time.perf_counter()
         try:
             data = await self.gateway.complete(body)
         except GatewayError as error:
+            self._gateway_took("complete", started)
             await self._failed(turn, error)
             raise ChatError(error.status, error.message, "gateway_error") from None
+        answered = self._gateway_took("complete", started)
         choice = data["choices"][0]
-        completion = Completion(str(choice["message"].get("content") or ""), data.get("model"),
-                                _usage(data.get("usage")), choice.get("finish_reason"), data)
+        reply, usage = str(choice["message"].get("content") or ""), _usage(data.get("usage"))
         with _database_errors():
-            await self.turns.finish(turn, completion.reply, model=completion.model, usage=completion.usage,
-                                    finish_reason=completion.finish_reason)
-        self.metrics.used(turn.agent.namespace, turn.agent.name, completion.usage.prompt_tokens,
-                          completion.usage.completion_tokens)
-        return completion
+            await self.turns.finish(turn, reply, model=data.get("model"), usage=usage,
+                                    finish_reason=choice.get("finish_reason"))
+        self.metrics.used(turn.agent.namespace, turn.agent.name, usage.prompt_tokens, usage.completion_tokens)
+        return Completion(reply, data.get("model"), usage, choice.get("finish_reason"), data,
+                          gateway_seconds=answered - started, store_seconds=time.perf_counter() - answered)
 
     async def open_stream(self, turn: Turn, body: dict[str, Any]) -> Relay:
         """Open the gateway's stream; a failure before the first token is a ChatError here."""
+        started = time.perf_counter()
         try:
             upstream = await self.gateway.stream({**body, "stream_options": {"include_usage": True}})
         except GatewayError as error:
+            self._gateway_took("stream", started)
             await self._failed(turn, error)
             raise ChatError(error.status, error.message, "gateway_error") from None
+        self._gateway_took("stream", started)
         return Relay(self, turn, upstream)
+
+    def _gateway_took(self, call: str, started: float) -> float:
+        # Next to the request's own duration, this tells a slow gateway from a slow endpoint.
+        now = time.perf_counter()
+        self.metrics.gateway_duration.labels(call).observe(now - started)
+        return now
 
     async def _failed(self, turn: Turn, error: GatewayError, partial: str = "", model: str | None = None) -> None:
         self.metrics.gateway_errors.labels(error.reason).inc()
