@@ -14,6 +14,9 @@ in their own process; the load comes from this one. Needs .venv-gateway (scripts
 With --split-cpus, the gateway runs on CPU 0 and everything else (this load, the fake model,
 `reconcile serve` and its PostgreSQL backends) on CPU 1, as when the gateway has its own pods:
 the figures then show what the endpoint adds, without its CPU being taken from the gateway's.
+Where the two CPUs share one cache, work on CPU 1 still slows the gateway (its CPU per request is
+printed). The endpoint's own part of each request, its latency less the gateway's part as the
+endpoint's Server-Timing header gives it, is printed apart from that.
 
 Usage: python benchmarks/chat_endpoint.py [--split-cpus] [--rounds N] [REQUESTS] [CONCURRENCY]
 (at concurrency 16 one round of 100 requests varies by about 10 ms at p50 even on the control route:
@@ -31,6 +34,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,9 +84,25 @@ def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 60) ->
     raise RuntimeError(f"{url} did not answer within {timeout}s")
 
 
+@dataclass
+class Round:
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    # Per request, from the endpoint's Server-Timing header: the latency less the gateway's part.
+    own: list[float] = field(default_factory=list)
+
+
+def gateway_part(answer: httpx.Response) -> float | None:
+    for part in answer.headers.get("server-timing", "").split(","):
+        name, _, duration = part.strip().partition(";dur=")
+        if name == "gateway":
+            return float(duration) / 1000
+    return None
+
+
 async def load(call: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]], requests: int,
-               concurrency: int) -> tuple[float, list[float]]:
-    latencies: list[float] = []
+               concurrency: int) -> Round:
+    result = Round(0.0)
     queue = iter(range(requests))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
@@ -90,19 +110,37 @@ async def load(call: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]], r
             for _ in queue:
                 started = time.perf_counter()
                 answer = await call(client)
+                took = time.perf_counter() - started
                 if answer.status_code != 200:
                     raise RuntimeError(f"HTTP {answer.status_code}: {answer.text[:300]}")
-                latencies.append(time.perf_counter() - started)
+                result.latencies.append(took)
+                gateway = gateway_part(answer)
+                if gateway is not None:
+                    result.own.append(took - gateway)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - started, latencies
+        result.seconds = time.perf_counter() - started
+        return result
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its children, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process and its children, from /proc; None once it has exited."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return None
     return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_used(pids: list[int], before: dict[int, float | None]) -> float:
+    """CPU seconds the processes used since `before` (their cpu_seconds then); one gone since counts 0."""
+    used = 0.0
+    for pid in pids:
+        now, then = cpu_seconds(pid), before[pid]
+        if now is not None and then is not None:
+            used += now - then
+    return used
 
 
 def figures(name: str, seconds: float, latencies: list[float]) -> tuple[float, float]:
@@ -114,30 +152,34 @@ def figures(name: str, seconds: float, latencies: list[float]) -> tuple[float, f
     return rps, p50
 
 
-def compare(routes: dict[str, Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]], watched: dict[str, int],
-            requests: int, concurrency: int, round_count: int) -> None:
+def compare(routes: dict[str, Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]],
+            watched: dict[str, list[int]], requests: int, concurrency: int, round_count: int) -> None:
     print(f"\n{requests} requests per route, concurrency {concurrency}, in {round_count} interleaved rounds "
           "(the gateway's speed drifts; interleaving spreads the drift over every route)")
     for call in routes.values():
         asyncio.run(load(call, concurrency * 4, concurrency))  # warm-up, not measured
-    rounds: dict[str, list[tuple[float, list[float]]]] = {name: [] for name in routes}
+    rounds: dict[str, list[Round]] = {name: [] for name in routes}
     cpu: dict[str, dict[str, float]] = {name: dict.fromkeys(watched, 0.0) for name in routes}
     names = list(routes)
     for number in range(round_count):
         # Each round starts with another route: a route never always runs right after the same one.
         for name in names[number % len(names):] + names[:number % len(names)]:
             call = routes[name]
-            before = {k: cpu_seconds(pid) for k, pid in watched.items()}
+            before = {pid: cpu_seconds(pid) for pids in watched.values() for pid in pids}
             rounds[name].append(asyncio.run(load(call, requests // round_count, concurrency)))
-            for k, pid in watched.items():
-                cpu[name][k] += cpu_seconds(pid) - before[k]
+            for k, pids in watched.items():
+                cpu[name][k] += cpu_used(pids, before)
     results = {}
     for name in routes:
-        seconds = sum(r[0] for r in rounds[name])
-        latencies = [x for r in rounds[name] for x in r[1]]
+        seconds = sum(r.seconds for r in rounds[name])
+        latencies = [x for r in rounds[name] for x in r.latencies]
         results[name] = figures(name, seconds, latencies)
         print(" " * 35 + "CPU per request: " + ", ".join(
-            f"{k} {v * 1000 / len(latencies):.1f} ms" for k, v in cpu[name].items()))
+            f"{k} {v * 1000 / len(latencies):.1f} ms" for k, v in cpu[name].items() if v))
+        own = sorted(x for r in rounds[name] for x in r.own)
+        if own:
+            print(" " * 35 + f"its own part (latency less the gateway's, by Server-Timing): "
+                  f"p50 {statistics.median(own) * 1000:.1f} ms, p99 {own[int(len(own) * 0.99)] * 1000:.1f} ms")
     base_rps, base_p50 = results["gateway directly"]
     direct = rounds["gateway directly"]
     for name in list(routes)[1:]:
@@ -145,9 +187,9 @@ def compare(routes: dict[str, Callable[[httpx.AsyncClient], Awaitable[httpx.Resp
         print(f"{name}: {p50 - base_p50:+.1f} ms at p50, {100 * rps / base_rps:.0f}% of the direct throughput")
         # The gateway stalls now and then (p99); a stall lands on one route's round. Pairing each round
         # with the direct round next to it, the median over rounds is what the endpoint itself adds.
-        added = [statistics.median(r[1]) * 1000 - statistics.median(d[1]) * 1000
+        added = [statistics.median(r.latencies) * 1000 - statistics.median(d.latencies) * 1000
                  for r, d in zip(rounds[name], direct)]
-        share = [100 * d[0] / r[0] for r, d in zip(rounds[name], direct)]
+        share = [100 * d.seconds / r.seconds for r, d in zip(rounds[name], direct)]
         print(" " * 4 + f"round by round: median {statistics.median(added):+.1f} ms at p50 "
               f"(quartiles {quartiles(added, '+.1f')}), median {statistics.median(share):.0f}% of the "
               f"direct throughput (quartiles {quartiles(share, '.0f')})")
@@ -242,12 +284,14 @@ def main() -> None:
                       "bare relay (no database)": relayed, "endpoint /v1/agents/.../chat": native,
                       "endpoint /v1/chat/completions": compatible}
             assert gateway.process is not None
-            watched = {"gateway": gateway.process.pid, "serve": serve.pid, "relay": relay.pid, "model": upstream.pid}
+            # serve's database connections are opened by its first requests: warm up, then find them.
+            for call in routes.values():
+                asyncio.run(load(call, concurrency * 2, concurrency))
+            backends = postgres_backends(database)
+            watched = {"gateway": [gateway.process.pid], "serve": [serve.pid], "its PostgreSQL": backends,
+                       "relay": [relay.pid], "model": [upstream.pid]}
             if split:
-                # serve's database connections are opened by its first requests: warm up, then pin them.
-                for call in routes.values():
-                    asyncio.run(load(call, concurrency * 2, concurrency))
-                for pid in postgres_backends(database):
+                for pid in backends:
                     os.sched_setaffinity(pid, {1})
                 print("CPU 0: the gateway; CPU 1: load, fake model, serve and its PostgreSQL backends")
             compare(routes, watched, requests, concurrency, rounds)
