@@ -2,6 +2,7 @@
 configured time, never a 500 or a hang, and nothing half-stored."""
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 
@@ -76,6 +77,31 @@ def test_a_statement_that_waits_past_the_timeout_gives_503_and_stores_nothing(ch
                                 "AND query LIKE '%%chat_sessions%%'", (_database_name(chat_app),)).fetchone()[0]
     assert running == 0  # cancelled on the server, not left waiting for the row
     # The row is free again; the same pool goes on, and the refused message was not stored.
+    again = chat_app.chat("support/triage", "after", session_id=session)
+    assert again.status_code == 200, again.text
+    assert _contents(chat_app, session) == ["first", "echo: first", "after", "echo: after"]
+
+
+@pytest.mark.chat(database=DatabaseOptions(timeout=1.0))
+@pytest.mark.parametrize("chat_app", ["sqlite"], indirect=True)
+def test_on_sqlite_a_turn_waits_for_another_writer_only_up_to_the_timeout(chat_app):
+    session = chat_app.chat("support/triage", "first").json()["session_id"]
+    holder = sqlite3.connect(chat_app.database.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # a writer, as a sync is
+        started = time.monotonic()
+        answer = chat_app.chat("support/triage", "while another writes", session_id=session)
+        waited = time.monotonic() - started
+        read = chat_app.client().get(f"/v1/sessions/{session}")  # readers go on beside a writer
+    finally:
+        holder.close()
+    assert answer.status_code == 503
+    assert answer.json()["error"]["message"] == (
+        "the state database is unavailable (another writer held the database for over 1s); try again")
+    assert 1.0 <= waited < 5
+    assert read.status_code == 200
+    # Given up inside SQLite, not left running in a thread: the refused message is never stored.
+    time.sleep(0.5)
     again = chat_app.chat("support/triage", "after", session_id=session)
     assert again.status_code == 200, again.text
     assert _contents(chat_app, session) == ["first", "echo: first", "after", "echo: after"]

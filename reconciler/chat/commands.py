@@ -59,7 +59,7 @@ log = logging.getLogger("reconciler.chat")
 @click.option("--database-timeout", type=click.FloatRange(0.1), default=5.0, show_default=True,
               envvar="RECONCILER_DATABASE_TIMEOUT",
               help="Seconds a request waits on PostgreSQL for a connection, and for each statement (which is "
-                   "then cancelled); then 503. [env: RECONCILER_DATABASE_TIMEOUT]")
+                   "then cancelled); on SQLite, for another writer. Then 503. [env: RECONCILER_DATABASE_TIMEOUT]")
 @click.option("--prepared-statements/--no-prepared-statements", default=True, show_default=True,
               envvar="RECONCILER_PREPARED_STATEMENTS",
               help="Keep statements prepared on PostgreSQL connections. Turn off behind a pooler in transaction "

@@ -6,12 +6,14 @@ Both keep the same rows (the tests run the chat API on both).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.engine import Engine
 
 from reconciler.chat.context import Budget, Message
@@ -28,8 +30,8 @@ class DatabaseOptions:
     """How `serve` uses the state database."""
 
     pool_size: int = 20  # most connections for chat turns on PostgreSQL
-    # Seconds to wait on PostgreSQL for a connection, and for each statement; then 503. (SQLite turns
-    # keep its busy timeout: a write abandoned in its thread could still commit after the 503.)
+    # Seconds to wait on PostgreSQL for a connection, and for each statement; on SQLite, for another
+    # writer to finish. Then 503.
     timeout: float = 5.0
     prepared_statements: bool = True  # off behind a pooler in transaction mode
 
@@ -63,8 +65,28 @@ class TurnStore(Protocol):
 class ThreadedTurns:
     """The SQLAlchemy stores (any database), each call in a worker thread."""
 
-    def __init__(self, sessions: SessionStore, keys: KeyStore) -> None:
-        self.sessions, self.keys = sessions, keys
+    def __init__(self, sessions: SessionStore, keys: KeyStore, timeout: float = 5.0) -> None:
+        self.sessions, self.keys, self.timeout = sessions, keys, timeout
+        if sessions.engine.dialect.name == "sqlite":
+            # SQLite itself gives up waiting for another writer after its busy timeout. Bounding the wait
+            # there, not by leaving the thread behind, means a turn refused with 503 never commits later.
+            event.listen(sessions.engine, "checkout", self._busy_timeout)
+
+    def _busy_timeout(self, connection: Any, _record: Any, _proxy: Any) -> None:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+        finally:
+            cursor.close()
+
+    @contextmanager
+    def _locked_out(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as error:
+            if "database is locked" not in str(error.orig):
+                raise
+            raise StoreUnavailable(f"another writer held the database for over {self.timeout:g}s") from None
 
     async def open(self) -> None:
         pass
@@ -81,7 +103,7 @@ class ThreadedTurns:
     async def begin(self, token: str, namespace: str, name: str, session_id: str | None,
                     new: Sequence[Message], budget: Budget, admit: Admit) -> Turn:
         def run() -> Turn:
-            with self.sessions.engine.begin() as connection:
+            with self._locked_out(), self.sessions.engine.begin() as connection:
                 key = self.keys.verify_on(connection, token)
                 agent = self.sessions.agent_on(connection, namespace, name) if key is not None else None
                 admit(key, agent)
@@ -91,13 +113,17 @@ class ThreadedTurns:
 
     async def finish(self, turn: Turn, reply: str, *, model: str | None, usage: Usage,
                      finish_reason: str | None) -> None:
-        await anyio.to_thread.run_sync(lambda: self.sessions.finish_turn(
-            turn, reply, model=model, usage=usage, finish_reason=finish_reason))
+        def run() -> None:
+            with self._locked_out():
+                self.sessions.finish_turn(turn, reply, model=model, usage=usage, finish_reason=finish_reason)
+        await anyio.to_thread.run_sync(run)
 
     async def record_error(self, turn: Turn, message: str, *, partial: str = "", model: str | None = None,
                            finish_reason: str = "gateway_error") -> None:
-        await anyio.to_thread.run_sync(lambda: self.sessions.record_error(
-            turn, message, partial=partial, model=model, finish_reason=finish_reason))
+        def run() -> None:
+            with self._locked_out():
+                self.sessions.record_error(turn, message, partial=partial, model=model, finish_reason=finish_reason)
+        await anyio.to_thread.run_sync(run)
 
 
 def open_turns(engine: Engine, sessions: SessionStore, keys: KeyStore, options: DatabaseOptions) -> TurnStore:
@@ -106,4 +132,4 @@ def open_turns(engine: Engine, sessions: SessionStore, keys: KeyStore, options: 
         from reconciler.chat.postgres_turns import PostgresTurns
 
         return PostgresTurns(engine.url.set(drivername="postgresql").render_as_string(hide_password=False), options)
-    return ThreadedTurns(sessions, keys)
+    return ThreadedTurns(sessions, keys, options.timeout)
