@@ -92,7 +92,8 @@ def test_on_sqlite_a_turn_waits_for_another_writer_only_up_to_the_timeout(chat_a
         started = time.monotonic()
         answer = chat_app.chat("support/triage", "while another writes", session_id=session)
         waited = time.monotonic() - started
-        read = chat_app.client().get(f"/v1/sessions/{session}")  # readers go on beside a writer
+        with chat_app.client() as client:
+            read = client.get(f"/v1/sessions/{session}")  # readers go on beside a writer
     finally:
         holder.close()
     assert answer.status_code == 503
