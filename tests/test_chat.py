@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 from chatting import apply
+from fakellm import FakeModelServer
 from litellm_gateway import free_port
 from sqlalchemy import text
 
@@ -253,6 +254,35 @@ def test_a_connection_idle_past_the_gateways_timeout_is_not_reused(upstream):
             asyncio.run(two_calls(30))
     finally:
         upstream.reset()
+
+
+def test_a_gateway_that_refuses_connections_for_a_moment_is_tried_again():
+    # As while the gateway's pod is replaced: connecting is tried 3 times (after 0.1 and 0.5 s).
+    port = free_port()
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "are you back?"}]}
+
+    async def call() -> dict:
+        gateway = Gateway(f"http://127.0.0.1:{port}/v1", None)
+        try:
+            return await gateway.complete(body)
+        finally:
+            await gateway.aclose()
+
+    started = time.monotonic()
+    with pytest.raises(GatewayError, match=r"is unreachable \(ClientConnectorError: .*; tried 3 times\)"):
+        asyncio.run(call())
+    assert 0.6 <= time.monotonic() - started < 3
+
+    servers: list[FakeModelServer] = []
+    starting = threading.Timer(0.3, lambda: servers.append(FakeModelServer(port=port).start()))
+    starting.start()
+    try:
+        answer = asyncio.run(call())
+    finally:
+        starting.join()
+        for server in servers:
+            server.close()
+    assert answer["choices"][0]["message"]["content"] == "echo: are you back?"
 
 
 @pytest.mark.chat(gateway_timeout=1.0)

@@ -14,6 +14,10 @@ import aiohttp
 import orjson
 
 _JSON = {"Content-Type": "application/json"}
+# Pauses before trying again to connect: a gateway pod being replaced refuses connections for a
+# moment. Only connecting is tried again (the request has not left then); all within the timeout.
+CONNECT_RETRIES = (0.1, 0.5)
+_NOT_RETRIED = (aiohttp.ClientSSLError, aiohttp.ClientProxyConnectionError)  # asking again gives the same answer
 
 
 class GatewayError(Exception):
@@ -80,11 +84,21 @@ class Gateway:
     def scrub(self, text: str) -> str:
         return text.replace(self.key, "***") if self.key else text
 
+    async def _post(self, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        payload = orjson.dumps(body)
+        for pause in CONNECT_RETRIES:
+            try:
+                return await self._session.post(self.completions_url, data=payload, headers=_JSON)
+            except aiohttp.ClientConnectorError as error:
+                if isinstance(error, _NOT_RETRIED):
+                    raise
+            await asyncio.sleep(pause)
+        return await self._session.post(self.completions_url, data=payload, headers=_JSON)
+
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
             async with asyncio.timeout(self.timeout):
-                async with self._session.post(self.completions_url, data=orjson.dumps(body),
-                                              headers=_JSON) as response:
+                async with await self._post(body) as response:
                     content = await response.read()
                     status = response.status
         except (TimeoutError, aiohttp.ClientError) as error:
@@ -103,8 +117,7 @@ class Gateway:
         """Open a streamed completion; errors before the first byte are raised here."""
         try:
             async with asyncio.timeout(self.timeout):
-                response = await self._session.post(self.completions_url, data=orjson.dumps({**body, "stream": True}),
-                                                    headers=_JSON)
+                response = await self._post({**body, "stream": True})
         except (TimeoutError, aiohttp.ClientError) as error:
             raise self._failure(error) from None
         if response.status >= 400:
@@ -133,8 +146,10 @@ class Gateway:
 
     def _failure(self, error: BaseException) -> GatewayError:
         if isinstance(error, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
+            retried = isinstance(error, aiohttp.ClientConnectorError) and not isinstance(error, _NOT_RETRIED)
+            tried = f"; tried {len(CONNECT_RETRIES) + 1} times" if retried else ""
             return GatewayError(502, self.scrub(f"the LiteLLM gateway at {self.root} is unreachable "
-                                                f"({error.__class__.__name__}: {error})"), "unreachable")
+                                                f"({error.__class__.__name__}: {error}{tried})"), "unreachable")
         if isinstance(error, (TimeoutError, aiohttp.ServerTimeoutError)):
             return GatewayError(504, f"the LiteLLM gateway did not answer within {self.timeout:g}s", "timeout")
         return GatewayError(502, self.scrub(f"the connection to the LiteLLM gateway broke: {error!r}"), "protocol")
