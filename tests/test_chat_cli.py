@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -81,6 +82,48 @@ def serving(*args: str, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen,
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def _get_twice_on_one_connection(url: str, idle: float) -> list[bytes]:
+    """The status lines of two GET /healthz on one connection, `idle` seconds apart (b"" once closed)."""
+    host, port = url.removeprefix("http://").split(":")
+    lines = []
+    with socket.create_connection((host, int(port)), timeout=5) as connection:
+        for pause in (0, idle):
+            time.sleep(pause)
+            try:
+                connection.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                answer = _response(connection)
+            except ConnectionError:
+                answer = b""
+            lines.append(answer.split(b"\r\n", 1)[0])
+    return lines
+
+
+def _response(connection: socket.socket) -> bytes:
+    """One whole response (headers and body may come in separate reads); b"" when the server closed."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        part = connection.recv(4096)
+        if not part:
+            return received
+        received += part
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length"))
+    while len(body) < length:
+        body += connection.recv(4096)
+    return received
+
+
+def test_serve_keeps_an_idle_connection_longer_than_clients_keep_theirs(tmp_path, gateway):
+    # httpx (and so the openai client) reuses a connection idle up to 5 s; uvicorn's own default closes
+    # it at 5 s, and a request sent on it just then is lost.
+    env = {"LITELLM_API_BASE": gateway.url, "LITELLM_API_KEY": gateway.key, "DATABASE_URL": str(tmp_path / "state.db")}
+    with serving(env=env) as (_, url):
+        assert _get_twice_on_one_connection(url, 6) == [b"HTTP/1.1 200 OK"] * 2
+    with serving("--keepalive-timeout", "1", env=env) as (_, url):
+        assert _get_twice_on_one_connection(url, 2) == [b"HTTP/1.1 200 OK", b""]
 
 
 def test_serve_answers_probes_and_stops_on_sigterm(tmp_path, gateway):

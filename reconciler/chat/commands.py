@@ -31,6 +31,11 @@ log = logging.getLogger("reconciler.chat")
 @click.command()
 @click.option("--listen", type=HostPort(), default="127.0.0.1:8080", show_default=True, envvar="RECONCILER_LISTEN",
               help="Address to serve on (:PORT for every interface). [env: RECONCILER_LISTEN]")
+@click.option("--keepalive-timeout", type=click.FloatRange(0, min_open=True), default=75.0, show_default=True,
+              envvar="RECONCILER_KEEPALIVE_TIMEOUT",
+              help="Seconds an idle client connection is kept open. Keep it above what clients keep theirs "
+                   "(httpx and the openai client: 5 s, aiohttp: 15 s), or a request sent as serve closes its "
+                   "connection is lost. [env: RECONCILER_KEEPALIVE_TIMEOUT]")
 @click.option("--gateway-url", envvar="LITELLM_API_BASE", default=None, metavar="URL",
               help="The LiteLLM gateway every chat goes through. [env: LITELLM_API_BASE]")
 @click.option("--gateway-key-file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
@@ -67,10 +72,10 @@ log = logging.getLogger("reconciler.chat")
                    "[env: RECONCILER_PREPARED_STATEMENTS]")
 @DATABASE_OPTION
 @LOCK_TIMEOUT_OPTION
-def serve(listen: tuple[str, int], gateway_url: str | None, gateway_key_file: str | None, gateway_timeout: float,
-          gateway_keepalive: float, history_messages: int, history_tokens: int, max_body_size: int,
-          database_pool_size: int, database_timeout: float, prepared_statements: bool, database: str | None,
-          lock_timeout: float) -> None:
+def serve(listen: tuple[str, int], keepalive_timeout: float, gateway_url: str | None, gateway_key_file: str | None,
+          gateway_timeout: float, gateway_keepalive: float, history_messages: int, history_tokens: int,
+          max_body_size: int, database_pool_size: int, database_timeout: float, prepared_statements: bool,
+          database: str | None, lock_timeout: float) -> None:
     """Serve the chat endpoint: messages to synced agents go through the LiteLLM gateway, sessions are stored.
 
     \b
@@ -98,8 +103,11 @@ def serve(listen: tuple[str, int], gateway_url: str | None, gateway_key_file: st
                      database=DatabaseOptions(database_pool_size, database_timeout, prepared_statements))
     host, port = listen
     log.info("serving chat on http://%s:%d (gateway %s)", host, port, gateway_url)
+    # uvicorn closes idle connections after 5 s by default, the very time httpx clients keep them for
+    # reuse: a request sent just then meets a closed connection (seen with an httpx client's turns 5 s apart).
     server = _server_class()(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                                    timeout_graceful_shutdown=30, server_header=False))
+                                    timeout_keep_alive=keepalive_timeout, timeout_graceful_shutdown=30,
+                                    server_header=False))
     try:
         server.run()
     except SystemExit:  # uvicorn exits when it cannot bind; it has logged why
