@@ -85,11 +85,19 @@ def _error(status: int, message: str, type_: str, headers: dict[str, str] | None
     return JSONResponse({"error": {"message": message, "type": type_, "code": status}}, status, headers=headers)
 
 
-def _server_timing(admitted: float, done: Completion) -> str:
+def _server_timing(admitted: float, done: Completion | None = None) -> str:
     """How long the turn waited on the state database and on the gateway (W3C Server-Timing, in ms):
-    whatever else the caller waited for is this endpoint's own time, or the network's."""
+    whatever else the caller waited for is this endpoint's own time, or the network's. A stream's
+    headers go out before the gateway has answered: they carry the database's part so far."""
+    if done is None:
+        return f"database;dur={admitted * 1000:.1f}"
     return (f"database;dur={(admitted + done.store_seconds) * 1000:.1f}, "
             f"gateway;dur={done.gateway_seconds * 1000:.1f}")
+
+
+def _event_stream(events: AsyncIterator[bytes], headers: dict[str, str], admitted: float) -> StreamingResponse:
+    return StreamingResponse(events, media_type="text/event-stream", headers={
+        **headers, "Cache-Control": "no-cache", "Server-Timing": _server_timing(admitted)})
 
 
 def _sse(event: str | None, data: Any) -> bytes:
@@ -249,8 +257,7 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
                                      "finish_reason": done.finish_reason, "usage": done.usage.as_dict()},
                                     headers={**headers, "Server-Timing": _server_timing(admitted, done)})
         relay = await chat.open_stream(turn, request)
-        return StreamingResponse(_native_events(turn, relay), media_type="text/event-stream",
-                                 headers={**headers, "Cache-Control": "no-cache"})
+        return _event_stream(_native_events(turn, relay), headers, admitted)
 
     @app.post("/v1/chat/completions", summary="OpenAI-compatible chat completion; model names an agent",
               openapi_extra={**bearer_security, "parameters": [{
@@ -277,8 +284,7 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
                                     headers={**headers, "Server-Timing": _server_timing(admitted, done)})
         relay = await chat.open_stream(turn, request)
         usage = bool((body.stream_options or {}).get("include_usage"))
-        return StreamingResponse(_openai_events(agent.key, relay, usage), media_type="text/event-stream",
-                                 headers={**headers, "Cache-Control": "no-cache"})
+        return _event_stream(_openai_events(agent.key, relay, usage), headers, admitted)
 
     @app.get("/v1/models", summary="The agents this key may chat with, as OpenAI models")
     async def models(key: Caller) -> dict[str, Any]:
