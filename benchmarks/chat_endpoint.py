@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import httpx  # noqa: E402
-from chatting import AGENTS  # noqa: E402 - the agents the chat tests use; support/triage answers here
+from chatting import AGENTS, server_timing  # noqa: E402 - the chat tests' agents; support/triage answers
 from databases import postgres_database  # noqa: E402
 from litellm_gateway import INSTALL_HINT, LiteLLMGateway, find_litellm, free_port  # noqa: E402
 
@@ -92,14 +92,6 @@ class Round:
     own: list[float] = field(default_factory=list)
 
 
-def gateway_part(answer: httpx.Response) -> float | None:
-    for part in answer.headers.get("server-timing", "").split(","):
-        name, _, duration = part.strip().partition(";dur=")
-        if name == "gateway":
-            return float(duration) / 1000
-    return None
-
-
 async def load(call: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]], requests: int,
                concurrency: int) -> Round:
     result = Round(0.0)
@@ -114,9 +106,9 @@ async def load(call: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]], r
                 if answer.status_code != 200:
                     raise RuntimeError(f"HTTP {answer.status_code}: {answer.text[:300]}")
                 result.latencies.append(took)
-                gateway = gateway_part(answer)
+                gateway = server_timing(answer).get("gateway")
                 if gateway is not None:
-                    result.own.append(took - gateway)
+                    result.own.append(took - gateway / 1000)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))

@@ -75,6 +75,12 @@ def apply(folder: Path, database: str) -> None:
     assert result.exit_code == 0, result.output
 
 
+def server_timing(answer: httpx.Response) -> dict[str, float]:
+    """The parts of a reply's Server-Timing header, in milliseconds ({} without one)."""
+    parts = (part.strip().partition(";dur=") for part in answer.headers.get("server-timing", "").split(","))
+    return {name: float(milliseconds) for name, _, milliseconds in parts if milliseconds}
+
+
 class Served:
     """An ASGI app served by uvicorn in a thread, on a free loopback port."""
 

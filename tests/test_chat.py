@@ -10,7 +10,7 @@ import time
 import httpx
 import openai
 import pytest
-from chatting import apply
+from chatting import apply, server_timing
 from fakellm import FakeModelServer
 from litellm_gateway import free_port
 from sqlalchemy import text
@@ -453,18 +453,13 @@ def test_health_readiness_metrics_and_openapi(chat_app):
         assert operation["security"] == [{"HTTPBearer": []}], path
 
 
-def _server_timing(answer: httpx.Response) -> dict[str, float]:
-    parts = (part.strip().split(";dur=") for part in answer.headers["server-timing"].split(","))
-    return {name: float(milliseconds) for name, milliseconds in parts}
-
-
 def test_a_reply_says_how_long_the_gateway_and_the_database_took(chat_app):
     chat_app.upstream.delay = 0.3
     started = time.perf_counter()
     answer = chat_app.chat("support/triage", "how slow is the model?")
     took = (time.perf_counter() - started) * 1000
     assert answer.status_code == 200, answer.text
-    timing = _server_timing(answer)
+    timing = server_timing(answer)
     assert set(timing) == {"database", "gateway"}
     assert 300 <= timing["gateway"] < took
     assert 0 < timing["database"] < 300 and timing["database"] + timing["gateway"] < took
@@ -473,9 +468,9 @@ def test_a_reply_says_how_long_the_gateway_and_the_database_took(chat_app):
             "model": "support/triage", "messages": [{"role": "user", "content": "and now?"}]})
         streamed = client.post("/v1/agents/support/triage/chat", json={"message": "stream", "stream": True})
         metrics = client.get("/metrics").text
-    assert completion.status_code == 200 and _server_timing(completion)["gateway"] >= 300
+    assert completion.status_code == 200 and server_timing(completion)["gateway"] >= 300
     # A stream's headers leave before the gateway answers: only the database's part is known then.
-    assert streamed.status_code == 200 and set(_server_timing(streamed)) == {"database"}
+    assert streamed.status_code == 200 and set(server_timing(streamed)) == {"database"}
     observed = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
                 if line.startswith("agent_reconciler_chat_gateway_duration_seconds_")}
     assert observed['agent_reconciler_chat_gateway_duration_seconds_count{call="complete"}'] == 2

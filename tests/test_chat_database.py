@@ -21,6 +21,14 @@ def _contents(chat_app, session: str) -> list[str]:
     return [m["content"] for m in chat_app.session(session)["messages"]]
 
 
+def _goes_on_without_the_refused_message(chat_app, session: str) -> None:
+    """The next turn of a session whose first turn ("first") was followed by a refused one is answered,
+    and the session holds nothing of the refused turn."""
+    again = chat_app.chat("support/triage", "after", session_id=session)
+    assert again.status_code == 200, again.text
+    assert _contents(chat_app, session) == ["first", "echo: first", "after", "echo: after"]
+
+
 def _database_name(chat_app) -> str:
     return chat_app.database.rsplit("/", 1)[1]
 
@@ -77,9 +85,7 @@ def test_a_statement_that_waits_past_the_timeout_gives_503_and_stores_nothing(ch
                                 "AND query LIKE '%%chat_sessions%%'", (_database_name(chat_app),)).fetchone()[0]
     assert running == 0  # cancelled on the server, not left waiting for the row
     # The row is free again; the same pool goes on, and the refused message was not stored.
-    again = chat_app.chat("support/triage", "after", session_id=session)
-    assert again.status_code == 200, again.text
-    assert _contents(chat_app, session) == ["first", "echo: first", "after", "echo: after"]
+    _goes_on_without_the_refused_message(chat_app, session)
 
 
 @pytest.mark.chat(database=DatabaseOptions(timeout=1.0))
@@ -103,9 +109,7 @@ def test_on_sqlite_a_turn_waits_for_another_writer_only_up_to_the_timeout(chat_a
     assert read.status_code == 200
     # Given up inside SQLite, not left running in a thread: the refused message is never stored.
     time.sleep(0.5)
-    again = chat_app.chat("support/triage", "after", session_id=session)
-    assert again.status_code == 200, again.text
-    assert _contents(chat_app, session) == ["first", "echo: first", "after", "echo: after"]
+    _goes_on_without_the_refused_message(chat_app, session)
 
 
 @pytest.mark.chat(database=DatabaseOptions(timeout=1.0))
