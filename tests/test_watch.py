@@ -207,6 +207,6 @@ def test_log_lines_name_the_revision_and_each_changed_agent(tmp_path, remote):
         logger.setLevel(level)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     about_b = [e for e in lines if e.get("agent") == "agents/b"]
-    assert [e["message"] for e in about_b] == ["agent agents/b: create SandboxTemplate, create Sandbox"]
+    assert [e["message"] for e in about_b] == ["agent agents/b: create ConfigMap, create SandboxTemplate, create Sandbox"]
     assert about_b[0]["revision"] == head
     assert all("revision" in e for e in lines if e["message"].startswith(("agent ", "revision ")))
