@@ -8,10 +8,11 @@ database, or the ConfigMap on the cluster).
 from __future__ import annotations
 
 import dataclasses
-import json
 import posixpath
 from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 from reconciler.spec.model import AgentSpec, KeyRef
 
@@ -95,7 +96,7 @@ def env_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 def config_data(record: Mapping[str, Any]) -> dict[str, str]:
     """The ConfigMap data of an agent: its prompt and its definition (sorted keys: byte-stable)."""
-    text = json.dumps(definition(record), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    text = orjson.dumps(definition(record), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
     return {DEFINITION_FILE: text, PROMPT_FILE: record.get("system_prompt") or ""}
 
 

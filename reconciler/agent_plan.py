@@ -133,6 +133,10 @@ def plan_agents(changes: Sequence[Change], after: Sequence[AgentSpec], before: M
             by_agent.setdefault(change.agent, []).append(change)
     environment = _environment(changes)
     heads = {a.key: a for a in after}
+
+    def record_changed_of(key: str) -> bool:
+        return key in heads and recorded is not None and current is not None and recorded.get(key) != current.get(key)
+
     result = []
     for key in sorted(set(heads) | set(before)):
         spec, old = heads.get(key), before.get(key)
@@ -140,10 +144,16 @@ def plan_agents(changes: Sequence[Change], after: Sequence[AgentSpec], before: M
         objects = tuple(by_agent.get(key, ()))
         namespace, name = key.split("/", 1)
         env_before, env_after, env_changed = environment.get(namespace, (set(), set(), set()))
+        record_changed = record_changed_of(key)
+        if (old is not None and new is not None and old.definition == new.definition and old.prompt == new.prompt
+                and not record_changed and env_before == env_after and not env_changed
+                and all(c.action == "unchanged" for c in objects)):
+            # The common case, decided without comparing field by field.
+            result.append(AgentChange(namespace, name, "unchanged", new.file, new.line, objects=objects,
+                                      suspended=spec.suspend))
+            continue
         fields = _fields(old, new) + _environment_fields(env_before if old else set(), env_after if new else set(),
                                                          env_changed if old and new else set())
-        record_changed = bool(spec and recorded is not None and current is not None
-                              and recorded.get(key) != current.get(key))
         action, note = _action(old, new, fields, objects, record_changed)
         prompt = _prompt(old, new) if action != "unchanged" else None
         where = new or old
