@@ -38,6 +38,7 @@ def settings(**overrides) -> RenderSettings:
     return RenderSettings(**values)
 
 
+@pytest.mark.crds
 @pytest.mark.parametrize("version", ["v1beta1", "v1alpha1"])
 def test_every_rendered_custom_resource_is_valid_against_its_crd(version):
     objects = render(MODES, settings(sandbox_api_version=version))
@@ -50,6 +51,7 @@ def test_every_rendered_custom_resource_is_valid_against_its_crd(version):
         assert crd_schema.errors(obj.body) == [], obj.key
 
 
+@pytest.mark.crds
 def test_the_crd_check_rejects_what_a_server_would():
     body = render(MODES[:1], settings())[1].body
     broken = json.loads(json.dumps(body))
