@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -9,8 +10,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 import crd_schema  # noqa: E402
 import outside_reads  # noqa: E402
 
-# Installed before any test module is imported, so reads at import time are seen too.
-READS = outside_reads.install(Path(__file__).resolve().parents[1], [crd_schema.CRD_DIR])
+# Installed before any test module is imported, so reads at import time are seen too. Besides the CRDs,
+# the folder of the real cluster's kubeconfig (RECONCILER_TEST_KUBECONFIG) is the tests' own setting.
+_KUBECONFIG = os.environ.get("RECONCILER_TEST_KUBECONFIG")
+READS = outside_reads.install(Path(__file__).resolve().parents[1],
+                              [crd_schema.CRD_DIR, Path(_KUBECONFIG).resolve().parent if _KUBECONFIG else None])
 
 from watching import remote  # noqa: E402,F401 - the bare-remote fixture, for every test module
 from chatting import chat_app, gateway, upstream  # noqa: E402,F401 - chat fixtures (LiteLLM proxy, fake model)

@@ -53,6 +53,8 @@ class Fault:
     delay: float = 0.0
     times: int = 1
     retry_after: int | None = None
+    query: str = ""  # regular expression searched in the query string
+    compact: bool = False  # compact the store (see FakeKube.compact) before answering, instead of failing
 
 
 class ApiError(Exception):
@@ -116,6 +118,11 @@ class FakeKube:
         self.events: list[tuple[int, str, tuple[str, str], dict[str, Any]]] = []
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, str]] = []  # (method, path, query)
+        # Bytes of every answer body, as a real server would charge for them.
+        self.sent_bytes = 0
+        # Revisions at or below this one are compacted away: continue tokens and watches from them get 410.
+        self.compacted = 0
+        self.bookmark_interval = 1.0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -167,6 +174,13 @@ class FakeKube:
             current = copy.deepcopy(self.objects[(group, plural, namespace, name)])
             _merge(current, change)
             return self.write(group, plural, namespace, current, manager=manager, operation="Update")
+
+    def compact(self) -> None:
+        """What etcd compaction does: every earlier resourceVersion is gone (410 Gone for lists and watches)."""
+        with self.lock:
+            self.compacted = self.revision
+            self.revision += 1  # what comes next is after the compaction
+            self.events = []
 
     def set_status(self, group: str, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         with self.lock:
@@ -308,13 +322,26 @@ class FakeKube:
             self._bump(obj, "DELETED", group, plural)
             return copy.deepcopy(obj)
 
-    def list(self, group: str, plural: str, namespace: str | None, selector: str | None) -> dict[str, Any]:
+    def list(self, group: str, plural: str, namespace: str | None, selector: str | None, *, limit: int = 0,
+             token: str | None = None) -> dict[str, Any]:
+        """Items in key order; with `limit`, a page and a continue token for the next (as a real server)."""
         requirements = parse_selector(selector or "")
+        after: tuple[str, str] | None = None
         with self.lock:
-            items = [copy.deepcopy(o) for (g, p, ns, _), o in sorted(self.objects.items())
-                     if (g, p) == (group, plural) and (namespace is None or ns == namespace)
-                     and matches(requirements, o["metadata"].get("labels") or {})]
-            return {"items": items, "metadata": {"resourceVersion": str(self.revision)}}
+            if token:
+                revision, after = _read_token(token)
+                if revision <= self.compacted:
+                    raise ApiError(410, "Expired", "The provided continue parameter is too old to display a "
+                                   "consistent list result. You can start a new list without the continue parameter.")
+            keys = [k for k in sorted(self.objects) if k[:2] == (group, plural)
+                    and (namespace is None or k[2] == namespace) and (after is None or (k[2], k[3]) > after)
+                    and matches(requirements, self.objects[k]["metadata"].get("labels") or {})]
+            page = keys[:limit] if limit else keys
+            metadata: dict[str, Any] = {"resourceVersion": str(self.revision)}
+            if limit and len(keys) > limit:
+                metadata["continue"] = _token(self.revision, page[-1][2:])
+                metadata["remainingItemCount"] = len(keys) - limit
+            return {"items": [copy.deepcopy(self.objects[k]) for k in page], "metadata": metadata}
 
     def resource(self, group: str, plural: str) -> Resource:
         for resource in self.resources:
@@ -323,10 +350,15 @@ class FakeKube:
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
 
     def watch(self, group: str, plural: str, namespace: str | None, selector: str | None, since: int,
-              timeout: float) -> Iterator[dict[str, Any]]:
+              timeout: float, bookmarks: bool = False) -> Iterator[dict[str, Any]]:
         requirements = parse_selector(selector or "")
         deadline = time.monotonic() + timeout
         position = since
+        if since < self.compacted:
+            yield {"type": "ERROR", "object": ApiError(410, "Expired", f"too old resource version: {since} "
+                                                                       f"({self.compacted})").status()}
+            return
+        bookmarked = time.monotonic()
         while True:
             with self.lock:
                 pending = [e for e in self.events if e[0] > position and e[2] == (group, plural)]
@@ -334,7 +366,13 @@ class FakeKube:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         return
-                    self.changed.wait(min(left, 0.5))
+                    if bookmarks and time.monotonic() - bookmarked >= self.bookmark_interval:
+                        # Tells the watcher how far it has seen, so a restart needs no new LIST.
+                        bookmarked, position = time.monotonic(), self.revision
+                        yield {"type": "BOOKMARK", "object": {"kind": "Bookmark", "metadata": {
+                            "resourceVersion": str(self.revision)}}}
+                        continue
+                    self.changed.wait(min(left, 0.5, self.bookmark_interval if bookmarks else 0.5))
                     continue
             for revision, kind, _, obj in pending:
                 position = revision
@@ -376,9 +414,11 @@ class FakeKube:
                 with kube.lock:
                     kube.requests.append((method, parts.path, parts.query))
                     fault = next((f for f in kube.faults if f.times > 0 and f.method in (method, "*")
-                                  and re.search(f.path, parts.path)), None)
+                                  and re.search(f.path, parts.path) and re.search(f.query, parts.query)), None)
                     if fault:
                         fault.times -= 1
+                        if fault.compact:
+                            kube.compact()
                 try:
                     if fault and fault.delay:
                         time.sleep(fault.delay)
@@ -391,7 +431,7 @@ class FakeKube:
                         return
                     code, answer = route(kube, method, parts.path, query, body,
                                          self.headers.get("Content-Type", ""))
-                    self._send(code, answer)
+                    self._send(code, _as_requested(answer, self.headers.get("Accept", "")))
                 except ApiError as error:
                     self._send(error.code, error.status(), error.headers)
                 except (BrokenPipeError, ConnectionResetError):
@@ -401,6 +441,8 @@ class FakeKube:
 
             def _send(self, code: int, answer: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(answer).encode()
+                with kube.lock:
+                    kube.sent_bytes += len(data)
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -417,8 +459,11 @@ class FakeKube:
                 self.end_headers()
                 since = int(query.get("resourceVersion") or kube.revision)
                 for event in kube.watch(group, plural, namespace, query.get("labelSelector"), since,
-                                        float(query.get("timeoutSeconds", 30))):
+                                        float(query.get("timeoutSeconds", 30)),
+                                        bookmarks=query.get("allowWatchBookmarks") == "true"):
                     line = json.dumps(event).encode() + b"\n"
+                    with kube.lock:
+                        kube.sent_bytes += len(line)
                     self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
                     self.wfile.flush()
                 self.wfile.write(b"0\r\n\r\n")
@@ -483,7 +528,8 @@ def _resource_call(kube: FakeKube, method: str, group: str, plural: str, namespa
     dry_run = query.get("dryRun") == "All"
     manager = query.get("fieldManager", "unknown")
     if method == "GET" and name is None:
-        listed = kube.list(group, plural, None if cluster else namespace, query.get("labelSelector"))
+        listed = kube.list(group, plural, None if cluster else namespace, query.get("labelSelector"),
+                           limit=int(query.get("limit") or 0), token=query.get("continue"))
         listed.update(kind=f"{resource.kind}List", apiVersion=_api_version(resource))
         return 200, listed
     if method == "GET":
@@ -528,6 +574,29 @@ def _resource_call(kube: FakeKube, method: str, group: str, plural: str, namespa
             return 200, kube.write(group, plural, ns or "", current, manager=manager, operation="Update",
                                    dry_run=dry_run)
     raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type {content_type}")
+
+
+def _token(revision: int, after: tuple[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps([revision, *after]).encode()).decode()
+
+
+def _read_token(token: str) -> tuple[int, tuple[str, str]]:
+    try:
+        revision, namespace, name = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, TypeError):
+        raise ApiError(400, "BadRequest", "continue key is not valid") from None
+    return int(revision), (namespace, name)
+
+
+def _as_requested(answer: dict[str, Any], accept: str) -> dict[str, Any]:
+    """PartialObjectMetadata(List) when the client asks for metadata only, as a real server answers."""
+    if "as=PartialObjectMetadata" not in accept or answer.get("kind") == "Status":
+        return answer
+    meta = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1"}
+    if "items" not in answer:
+        return {**meta, "metadata": answer["metadata"]}
+    return {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": answer["metadata"],
+            "items": [{**meta, "metadata": item["metadata"]} for item in answer["items"]]}
 
 
 def _api_version(resource: Resource) -> str:
