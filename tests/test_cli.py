@@ -177,9 +177,11 @@ def test_validate_json_lists_agents_or_errors(repo, run, tmp_path):
     result = run("validate", str(tmp_path / "bad"), "-o", "json")
     report = json.loads(result.stdout)
     assert result.exit_code == 2 and report["valid"] is False
-    assert report["errors"] == [{"file": str(tmp_path / "bad" / "a.yaml"), "line": 1, "column": 1, "pointer": "",
-                                 "message": 'missing required field "apiVersion"',
-                                 "hint": "add apiVersion: to this mapping"}]
+    assert report["errors"][0] == {"file": str(tmp_path / "bad" / "a.yaml"), "line": 1, "column": 1, "pointer": "",
+                                   "message": 'missing required field "apiVersion"',
+                                   "hint": "add apiVersion: to this mapping"}
+    assert [e["message"] for e in report["errors"][1:]] == ['missing required field "metadata"',
+                                                            'missing required field "spec"']
 
 
 def test_apply_dry_run_is_diff(repo, run):

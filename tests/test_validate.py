@@ -80,6 +80,30 @@ def test_wrong_kind_is_reported_alone():
         'repo/a.yaml:2:1: /kind: must be "Agent", got "ConfigMap" (write kind: Agent)']
 
 
+@pytest.mark.parametrize("kind", ["agent", "AGENT", "Agnet", "Agents", "Agen"])
+def test_a_kind_close_to_agent_is_checked_whole(kind):
+    spec = agent_yaml("Bad_Name", extra_spec="  chat: {enabled: maybe}\n").replace("kind: Agent", f"kind: {kind}")
+    assert messages(parse({"a.yaml": spec})) == [
+        f'repo/a.yaml:2:1: /kind: must be "Agent", got "{kind}" (write kind: Agent)',
+        'repo/a.yaml:4:3: /metadata/name: "Bad_Name" is not valid (use a DNS-1123 label: lower-case letters, '
+        "digits and '-', starting and ending with a letter or digit, at most 63 characters)",
+        'repo/a.yaml:12:10: /spec/chat/enabled: expected true or false, got a string (write true or false here)']
+
+
+def test_a_wrong_api_version_of_an_agent_is_reported_with_the_rest():
+    spec = agent_yaml("a").replace("agent-reconciler/v1alpha1", "agent-reconciler/v1").replace("  image:", "  imgae:")
+    assert messages(parse({"a.yaml": spec})) == [
+        'repo/a.yaml:1:1: /apiVersion: must be "agent-reconciler/v1alpha1", got "agent-reconciler/v1" '
+        '(write apiVersion: agent-reconciler/v1alpha1)',
+        'repo/a.yaml:7:1: /spec: missing required field "image" (add image: to this mapping)',
+        'repo/a.yaml:10:3: /spec/imgae: unknown field "imgae" (did you mean "image"?)']
+
+
+def test_a_document_without_kind_under_our_api_version_is_an_agent():
+    result = parse({"a.yaml": "apiVersion: agent-reconciler/v1alpha1\nmetadata: {name: a}\n"})
+    assert [p.message for p in result.problems] == ['missing required field "kind"', 'missing required field "spec"']
+
+
 @pytest.mark.parametrize("value", [
     "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB", "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
     "sk-abcdefghijklmnopqrstuvwxyz012345", "sk-ant-api03-abcdefghijklmnopqrstuv", "AKIAIOSFODNN7EXAMPLE",

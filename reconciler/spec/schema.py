@@ -57,8 +57,8 @@ def _fast_check() -> Callable[[Any], bool]:
 
 @cache
 def _document_validator() -> Draft202012Validator:
-    # Checked first on its own: with the wrong apiVersion or kind, every other
-    # complaint is noise.
+    # Checked first on its own: for a document that is not an Agent at all (another
+    # kind), every other complaint would be noise.
     schema = agent_schema()
     return Draft202012Validator({
         "type": "object",
@@ -88,7 +88,9 @@ def describe_type(value: Any) -> str:
 def schema_errors(document: Any) -> Iterator[tuple[list[str | int], str, str]]:
     """Yield (path, message, hint) for every schema error of one document.
 
-    A wrong apiVersion or kind is reported alone, as the rest would only be noise.
+    A document of another kind (kind: Deployment) gets only its apiVersion and kind
+    errors, as the rest would be noise. One meant as an Agent (kind: agent, Agnet, or
+    no kind under our apiVersion) is checked whole, so fixing the kind reveals nothing new.
     """
     if not isinstance(document, dict):
         yield [], f"expected a mapping (an Agent document), got {describe_type(document)}", \
@@ -97,12 +99,39 @@ def schema_errors(document: Any) -> Iterator[tuple[list[str | int], str, str]]:
     if _fast_check()(document):
         return
     head = sorted(_document_validator().iter_errors(document), key=_order)
-    if head:
+    if head and not meant_as_agent(document):
         for error in head:
             yield from _explain(error)
         return
     for error in sorted(_validator().iter_errors(document), key=_order):
         yield from _explain(error)
+
+
+def meant_as_agent(document: dict[str, Any]) -> bool:
+    """Whether a document with a wrong kind or apiVersion is still an Agent by intent."""
+    if "kind" in document:
+        kind = document["kind"]
+        return isinstance(kind, str) and within_one_edit(kind, "Agent")
+    api_version = document.get("apiVersion")
+    ours = agent_schema()["properties"]["apiVersion"]["const"]
+    return isinstance(api_version, str) and (api_version.split("/")[0] == ours.split("/")[0]
+                                             or within_one_edit(api_version, ours))
+
+
+def within_one_edit(word: str, target: str) -> bool:
+    """Equal ignoring case, or one letter added, removed, changed or swapped with its neighbour."""
+    a, b = word.lower(), target.lower()
+    if a == b:
+        return True
+    if len(a) == len(b):
+        differ = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(differ) == 1 or (len(differ) == 2 and differ[1] == differ[0] + 1
+                                    and a[differ[0]] == b[differ[1]] and a[differ[1]] == b[differ[0]])
+    short, long = sorted((a, b), key=len)
+    if len(long) - len(short) != 1:
+        return False
+    first = next((i for i in range(len(short)) if short[i] != long[i]), len(short))
+    return short[first:] == long[first + 1:]
 
 
 def _order(error: ValidationError) -> tuple[str, ...]:
