@@ -138,7 +138,10 @@ def _progress(message: str) -> None:
 def _read(settings: Settings) -> Revision:
     _progress(f"reading {settings.path}" + (f" at {settings.revision}" if settings.revision else "") + " ...")
     started = time.perf_counter()
-    revision = read_revision(settings)
+    try:
+        revision = read_revision(settings)
+    except InvalidRevision as invalid:
+        raise invalid.checked_only() from None
     _report(revision, started)
     return revision
 

@@ -101,6 +101,16 @@ def test_uncommitted_edits_are_not_read_but_announced(repo, run):
     assert run("validate", path, "--work-tree").exit_code == 2
 
 
+def test_only_apply_and_diff_say_nothing_was_applied(tmp_path, run):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.yaml").write_text("kind: [\n")
+    for command, last in (("validate", "error: the source has 1 error(s)"),
+                          ("render", "error: the source has 1 error(s)"),
+                          ("apply", "error: the source has 1 error(s); nothing was applied")):
+        result = run(command, str(tmp_path / "bad"))
+        assert (result.exit_code, result.stderr.splitlines()[-1]) == (2, last), command
+
+
 def test_earlier_revision(repo, run):
     path = repo.working_tree_dir
     commit(repo, "agents/research.yaml", None, "retire research")
