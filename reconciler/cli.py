@@ -277,6 +277,11 @@ def apply(path: str, output: str, colour: str, render_dir: str | None, **options
     if render_dir:
         written = write_manifests(Path(render_dir), outcome.desired)
         _progress(f"wrote {written} manifest(s) to {render_dir}")
+    if output == "text" and outcome.result is not None:
+        # The plan's last line says what was to be done; this one says what was done.
+        result = outcome.result
+        click.echo(f"Applied: {result.created} created, {result.updated} updated, {result.deleted} deleted; "
+                   f"revision {(outcome.revision.id or '(folder)')[:12]} recorded")
 
 
 def write_manifests(folder: Path, desired: tuple[DesiredObject, ...]) -> int:

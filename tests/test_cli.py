@@ -63,6 +63,9 @@ def test_dry_run_apply_then_nothing_left(repo, run):
     assert not run.database.exists(), "a dry run writes nothing"
     applied = run("apply", path)
     assert applied.exit_code == 0, applied.stderr
+    head = repo.head.commit.hexsha[:12]
+    assert applied.stdout.endswith("Plan: 10 to create, 0 to update, 0 to delete, 0 unchanged.\n"
+                                   f"Applied: 10 created, 0 updated, 0 deleted; revision {head} recorded\n")
     again = run("--dry-run", path)
     assert (again.exit_code, again.stdout) == (0, "Plan: 0 to create, 0 to update, 0 to delete, 10 unchanged.\n")
     assert run("diff", path).exit_code == 0
@@ -88,7 +91,9 @@ def test_deleting_a_spec_deletes_its_objects(repo, run):
     commit(repo, "agents/research.yaml", None, "retire research")
     result = run("apply", path)
     assert result.exit_code == 0
-    assert result.stdout.endswith("Plan: 0 to create, 0 to update, 2 to delete, 8 unchanged.\n")
+    assert result.stdout.endswith("Plan: 0 to create, 0 to update, 2 to delete, 8 unchanged.\n"
+                                  f"Applied: 0 created, 0 updated, 2 deleted; revision {repo.head.commit.hexsha[:12]} "
+                                  "recorded\n")
     assert run("--dry-run", path).exit_code == 0
 
 
@@ -135,7 +140,9 @@ def test_container_env_values_never_leave_the_secret(repo, run, tmp_path):
     result = run("apply", repo.working_tree_dir, "--render-dir", str(out), env=env)
     assert result.exit_code == 0, result.stderr
     assert "GITHUB_TOKEN: '***'" in result.stdout
-    assert result.stdout.endswith("Plan: 12 to create, 0 to update, 0 to delete, 0 unchanged.\n")
+    assert result.stdout.endswith("Plan: 12 to create, 0 to update, 0 to delete, 0 unchanged.\n"
+                                  f"Applied: 12 created, 0 updated, 0 deleted; revision {repo.head.commit.hexsha[:12]} "
+                                  "recorded\n")
     dump = run.database.read_bytes()
     assert b"ghp_planted" not in dump
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.yaml"))
@@ -144,6 +151,16 @@ def test_container_env_values_never_leave_the_secret(repo, run, tmp_path):
     changed = run("diff", repo.working_tree_dir, env={"CONTAINER_ENV_GITHUB_TOKEN": "ghp_other"})
     assert changed.exit_code == 1
     assert "+  GITHUB_TOKEN: '*** (changed)'" in changed.stdout and "ghp_other" not in changed.stdout
+
+
+def test_apply_of_a_folder_says_what_it_recorded_and_documents_stay_as_they_are(tmp_path, run):
+    shutil.copytree(EXAMPLES, tmp_path / "folder")
+    text = run("apply", str(tmp_path / "folder"))
+    assert text.stdout.splitlines()[-1] == "Applied: 10 created, 0 updated, 0 deleted; revision (folder) recorded"
+    plan = json.loads(run("apply", str(tmp_path / "folder"), "-o", "json").stdout)
+    assert plan["kind"] == "Plan" and "Applied" not in json.dumps(plan)
+    markdown = run("apply", str(tmp_path / "folder"), "-o", "markdown").stdout
+    assert "Applied:" not in markdown
 
 
 def test_render_prints_valid_manifests(repo, run):
