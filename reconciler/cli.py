@@ -78,8 +78,23 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.argument("path", default=".", type=click.Path(file_okay=False))(command)
 
 
+def _resolve_colour(ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """auto becomes always on a terminal unless NO_COLOR is set (no-color.org), else never.
+
+    Colouring also tells click.echo to keep the codes, which it strips when stdout is not a terminal:
+    `--color always | less -R` keeps its colours.
+    """
+    if value == "auto":
+        value = "always" if sys.stdout.isatty() and not os.environ.get("NO_COLOR") else "never"
+    if value == "always":
+        ctx.color = True
+    return value
+
+
 colour_option = click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto",
-                             show_default=True, help="Colour the text diff (auto: on a terminal, unless NO_COLOR).")
+                             show_default=True, callback=_resolve_colour,
+                             help="Colour the text diff. auto: only on a terminal and unless NO_COLOR is set; "
+                                  "always: also through a pipe or into a file.")
 
 
 class ReconcileGroup(click.Group):

@@ -125,6 +125,18 @@ def test_earlier_revision(repo, run):
     assert bad.exit_code == 2 and "no-such-branch" in bad.stderr
 
 
+def test_colour_always_colours_through_a_pipe_and_auto_or_never_do_not(repo, run):
+    path = repo.working_tree_dir
+    assert "\x1b[" in run("diff", path, "--color", "always").stdout
+    assert "\x1b[" in run("diff", path, "--color", "always", env={"NO_COLOR": "1"}).stdout  # the flag wins
+    for options, env in ((["--color", "never"], None), ([], None), (["--color", "auto"], {"NO_COLOR": "1"})):
+        result = run("diff", path, *options, env=env)
+        assert result.exit_code == 1 and "\x1b[" not in result.stdout, options
+    piped = subprocess.run([sys.executable, "-m", "reconciler", "diff", path, "--color", "always", "--database",
+                            str(run.database)], capture_output=True, text=True)
+    assert piped.returncode == 1 and "\x1b[" in piped.stdout
+
+
 def test_markdown_for_a_pull_request(repo, run):
     result = run("diff", repo.working_tree_dir, "-o", "markdown")
     assert result.exit_code == 1
