@@ -20,7 +20,7 @@ import yaml
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from reconciler import __version__, diffs, logs
+from reconciler import __version__, diffs, logs, times
 from reconciler.chat.commands import keys, serve
 from reconciler.config import (
     CLUSTER_OPTIONS,
@@ -332,19 +332,21 @@ def history(database: str | None, source_name: str | None, limit: int, output: s
     if output == "json":
         click.echo(json.dumps([{
             "id": r.id, "source": r.source, "revision": r.revision, "trigger": r.trigger,
-            "startedAt": r.started_at.isoformat(), "finishedAt": r.finished_at.isoformat() if r.finished_at else None,
+            "startedAt": times.iso(r.started_at), "finishedAt": times.iso(r.finished_at),
             "outcome": r.outcome, "summary": r.counts, "errors": r.errors} for r in runs], indent=2))
         return
     if not runs:
         click.echo("no sync runs recorded")
         return
-    click.echo(f"{'ID':>5}  {'STARTED':19}  {'SOURCE':12}  {'REVISION':12}  {'OUTCOME':9}  CHANGES")
-    for r in runs:
+    started = [times.local(r.started_at) for r in runs]
+    width = max(len(s) for s in started)  # the zone's name varies in length
+    click.echo(f"{'ID':>5}  {'STARTED':{width}}  {'SOURCE':12}  {'REVISION':12}  {'OUTCOME':9}  CHANGES")
+    for r, when in zip(runs, started, strict=True):
         counts = r.counts
         changes = f"+{counts['create']} ~{counts['update']} -{counts['delete']} ={counts['unchanged']}"
         if r.errors:
             changes += f"  {len(r.errors)} error(s)"
-        click.echo(f"{r.id:>5}  {r.started_at:%Y-%m-%d %H:%M:%S}  {r.source[:12]:12}  "
+        click.echo(f"{r.id:>5}  {when:{width}}  {r.source[:12]:12}  "
                    f"{(r.revision or '(folder)')[:12]:12}  {r.outcome:9}  {changes}")
 
 
@@ -513,22 +515,21 @@ def status(database: str | None, source_name: str, sandbox_api_version: str, out
                      "drift": drift.get(key, []) if cluster is not None else None,
                      "detail": ready.detail if ready else ("" if settings.has_cluster else "no cluster configured")})
     summary = {"lastSync": None if last is None else {
-        "revision": last.revision, "outcome": last.outcome, "finishedAt": last.finished_at.isoformat()
-        if last.finished_at else None, "errors": last.errors},
+        "revision": last.revision, "outcome": last.outcome, "finishedAt": times.iso(last.finished_at),
+        "errors": last.errors},
         "lastApplied": None if applied is None else {"revision": applied.revision,
-                                                     "finishedAt": applied.finished_at.isoformat()
-                                                     if applied.finished_at else None}}
+                                                     "finishedAt": times.iso(applied.finished_at)}}
     if output == "json":
         click.echo(json.dumps({"agents": rows, **summary}, indent=2))
         return
     if last is not None:
-        click.echo(f"last sync: {last.outcome} at {last.started_at:%Y-%m-%d %H:%M:%S} "
+        click.echo(f"last sync: {last.outcome} at {times.local(last.started_at)} "
                    f"(revision {(last.revision or '(folder)')[:12]}, {len(last.errors)} error(s))")
         for error in last.errors[:10]:
             click.echo(f"  {error}")
     if applied is not None and applied is not last:
         click.echo(f"last applied: revision {(applied.revision or '(folder)')[:12]} at "
-                   f"{applied.started_at:%Y-%m-%d %H:%M:%S}")
+                   f"{times.local(applied.started_at)}")
     if not rows:
         click.echo("no synced agents")
         return

@@ -6,6 +6,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from reconciler import times
+
 # Context fields a log call may pass with extra={...}: the figures of a message, so that a log
 # search or an alert reads them without parsing the text.
 # `changes` counts what a sync did ({"created": 2, ...}; a LogRecord has its own `created`).
@@ -24,11 +26,15 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """For a terminal: the message, then each of its `errors` (one per problem) on an indented line."""
+    """For a terminal: local time with its zone, the message, then each of its `errors` (one per
+    problem) on an indented line."""
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         return text + "".join(f"\n  {error}" for error in getattr(record, "errors", None) or ())
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        return times.local(datetime.fromtimestamp(record.created, UTC))
 
 
 def configure(level: int = logging.INFO, *, also: tuple[str, ...] = ()) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -189,6 +190,26 @@ def test_history_lists_runs(repo, run):
     assert [r["outcome"] for r in runs] == ["failed", "succeeded"]
     assert runs[1]["summary"] == {"create": 10, "update": 0, "delete": 0, "unchanged": 0}
     assert runs[0]["errors"][0].startswith(str(Path(repo.working_tree_dir, "agents/research.yaml")))
+
+
+# ISO 8601 with an offset (for programs); local time with a zone (for people).
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d$")
+LOCAL = r"\d{4}-\d\d-\d\d \d\d:\d\d(:\d\d)? ([A-Z]{2,5}|[+-]\d{4})"
+
+
+def test_every_time_shown_carries_its_zone(repo, run):
+    assert run("apply", repo.working_tree_dir).exit_code == 0
+    [entry] = json.loads(run("history", "-o", "json").stdout)
+    assert ISO.match(entry["startedAt"]) and ISO.match(entry["finishedAt"]), entry
+    assert re.search(rf"^    1  {LOCAL}  default ", run("history").stdout, flags=re.M)
+    status = json.loads(run("status", "-o", "json").stdout)
+    assert ISO.match(status["lastSync"]["finishedAt"]) and ISO.match(status["lastApplied"]["finishedAt"])
+    assert re.match(rf"last sync: succeeded at {LOCAL} \(revision ", run("status").stdout)
+    assert run("keys", "create", "bot").exit_code == 0
+    run("keys", "revoke", "bot")
+    [key] = json.loads(run("keys", "list", "-o", "json").stdout)
+    assert ISO.match(key["createdAt"]) and ISO.match(key["revokedAt"]) and key["lastUsedAt"] is None
+    assert re.search(rf"  {LOCAL}  never +revoked {LOCAL}$", run("keys", "list").stdout, flags=re.M)
 
 
 def test_python_dash_m_and_version():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 
@@ -221,7 +222,7 @@ def test_applied_and_refused_revisions_log_sentences_with_their_figures_as_field
     stream, text = io.StringIO(), io.StringIO()
     handlers = [logging.StreamHandler(stream), logging.StreamHandler(text)]
     handlers[0].setFormatter(JsonFormatter())
-    handlers[1].setFormatter(TextFormatter("%(levelname)s %(message)s"))
+    handlers[1].setFormatter(TextFormatter("%(asctime)s %(levelname)s %(message)s"))
     logger = logging.getLogger("reconciler.watch")
     for handler in handlers:
         logger.addHandler(handler)
@@ -245,5 +246,6 @@ def test_applied_and_refused_revisions_log_sentences_with_their_figures_as_field
         "nothing was applied"
     assert [e.split(": ", 2)[1] for e in refused["errors"]] == ["/spec", "/spec/imgae"]
     assert "\n  " + refused["errors"][1] in text.getvalue()
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ([A-Z]{2,5}|[+-]\d{4}) INFO ", text.getvalue())
     assert all("{" not in e["message"] and "[" not in e["message"] for e in lines), "no Python reprs"
     assert set(applied) - {"time", "level", "logger", "message"} <= set(CONTEXT)

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from reconciler import logs
+from reconciler import logs, times
 from reconciler.config import (
     DATABASE_OPTION,
     LOCK_TIMEOUT_OPTION,
@@ -174,12 +174,14 @@ def list_keys(output: str, database: str | None) -> None:
     if not found:
         click.echo("no keys (create one with `reconcile keys create NAME`)")
         return
-    click.echo(f"{'NAME':20}  {'PREFIX':14}  {'NAMESPACES':20}  {'CREATED':16}  {'LAST USED':16}  STATUS")
-    for k in found:
-        used = f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never"
-        status = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-        click.echo(f"{k.name[:20]:20}  {k.prefix + '…':14}  {k.scope[:20]:20}  {k.created_at:%Y-%m-%d %H:%M}  "
-                   f"{used:16}  {status}")
+    rows = [(k, times.local(k.created_at, seconds=False),
+             times.local(k.last_used_at, seconds=False) if k.last_used_at else "never",
+             f"revoked {times.local(k.revoked_at, seconds=False)}" if k.revoked_at else "active") for k in found]
+    width = max(len(t) for row in rows for t in row[1:3])  # the zone's name varies in length
+    click.echo(f"{'NAME':20}  {'PREFIX':14}  {'NAMESPACES':20}  {'CREATED':{width}}  {'LAST USED':{width}}  STATUS")
+    for k, created, used, status in rows:
+        click.echo(f"{k.name[:20]:20}  {k.prefix + '…':14}  {k.scope[:20]:20}  {created:{width}}  "
+                   f"{used:{width}}  {status}")
 
 
 @keys.command(name="revoke")
@@ -201,6 +203,5 @@ def _engine(database: str | None) -> Any:
 
 def _key_document(info: Any) -> dict[str, Any]:
     return {"name": info.name, "prefix": info.prefix, "namespaces": list(info.namespaces) if info.namespaces else None,
-            "createdAt": info.created_at.isoformat(),
-            "lastUsedAt": info.last_used_at.isoformat() if info.last_used_at else None,
-            "revokedAt": info.revoked_at.isoformat() if info.revoked_at else None}
+            "createdAt": times.iso(info.created_at), "lastUsedAt": times.iso(info.last_used_at),
+            "revokedAt": times.iso(info.revoked_at)}
