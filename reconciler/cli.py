@@ -22,14 +22,18 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler import __version__, diffs, logs, times
 from reconciler.chat.commands import keys, serve
+from reconciler.completion import completion
 from reconciler.config import (
+    CHECK_OPTIONS,
     CLUSTER_OPTIONS,
+    CONNECTION_OPTIONS,
     DATABASE_OPTION,
     LOCK_TIMEOUT_OPTION,
     SOURCE_OPTIONS,
     SPEC_OPTIONS,
     Settings,
     default_cache,
+    examples,
     output_option,
     settings_from,
     state_url,
@@ -64,6 +68,18 @@ def cluster_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(CLUSTER_OPTIONS):
         command = option(command)
     return command
+
+
+def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(CONNECTION_OPTIONS):
+        command = option(command)
+    return command
+
+
+def check_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(CHECK_OPTIONS):
+        command = option(command)
+    return click.argument("path", default=".", type=click.Path(file_okay=False))(command)
 
 
 def spec_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -187,8 +203,8 @@ def _reconcile(settings: Settings, *, dry_run: bool) -> Outcome:
                      on_read=lambda revision: _report(revision, started))
 
 
-@main.command()
-@source_options
+@main.command(epilog=examples("reconcile validate examples/", "reconcile validate . --revision main -o json"))
+@check_options
 @output_option("text", "json")
 def validate(path: str, output: str, **options: Any) -> None:
     """Check every spec of PATH; print every error as FILE:LINE:COL: POINTER: MESSAGE (HINT)."""
@@ -218,7 +234,8 @@ def _validation_document(revision: str | None, agents: Any, invalid: InvalidRevi
     }
 
 
-@main.command(name="render")
+@main.command(name="render", epilog=examples("reconcile render examples/",
+                                             "reconcile render . -o json --sandbox-api-version v1alpha1"))
 @source_options
 @output_option("yaml", "json")
 def render_command(path: str, output: str, **options: Any) -> None:
@@ -250,7 +267,8 @@ def _print_plan(outcome: Outcome, output: str, colour: str) -> None:
         click.echo(diffs.render_text(plan, colour=use_colour), nl=False)
 
 
-@main.command()
+@main.command(epilog=examples("reconcile diff examples/         # the same as: reconcile --dry-run examples/",
+                             "reconcile diff . --base origin/main --head HEAD -o markdown"))
 @source_options
 @cluster_options
 @DATABASE_OPTION
@@ -276,7 +294,8 @@ def diff(path: str, output: str, colour: str, base: str | None, head: str | None
     sys.exit(EXIT_CHANGES if outcome.plan.has_changes else 0)
 
 
-@main.command()
+@main.command(epilog=examples("reconcile apply examples/",
+                             "reconcile apply . --kubeconfig ~/.kube/config --render-dir manifests/"))
 @source_options
 @cluster_options
 @DATABASE_OPTION
@@ -319,11 +338,11 @@ def write_manifests(folder: Path, desired: tuple[DesiredObject, ...]) -> int:
     return len(wanted)
 
 
-@main.command()
+@main.command(epilog=examples("reconcile history", "reconcile history --source-name prod --limit 5 -o json"))
 @DATABASE_OPTION
 @click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default=None,
               help="Only this source's runs. [env: RECONCILER_SOURCE_NAME]")
-@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True, help="Most runs listed.")
 @output_option("text", "json")
 def history(database: str | None, source_name: str | None, limit: int, output: str) -> None:
     """List recent sync runs, newest first."""
@@ -350,7 +369,8 @@ def history(database: str | None, source_name: str | None, limit: int, output: s
                    f"{(r.revision or '(folder)')[:12]:12}  {r.outcome:9}  {changes}")
 
 
-@main.command()
+@main.command(epilog=examples("reconcile watch --repo https://github.com/acme/agents.git --branch main",
+                             "reconcile watch --folder examples/ --database /tmp/state.db"))
 @click.option("--repo", metavar="URL|PATH", envvar="RECONCILER_REPO",
               help="Git repository to follow (URL or path). [env: RECONCILER_REPO]")
 @click.option("--folder", type=click.Path(file_okay=False, exists=True), default=None,
@@ -373,8 +393,9 @@ def history(database: str | None, source_name: str | None, limit: int, output: s
 @click.option("--leader-elect", is_flag=True, default=False,
               help="With several replicas: reconcile only while holding the Lease --lease-name in --lease-namespace.")
 @click.option("--lease-namespace", envvar="POD_NAMESPACE", default="agent-reconciler", show_default=True,
-              help="[env: POD_NAMESPACE]")
-@click.option("--lease-name", default="agent-reconciler", show_default=True)
+              help="Namespace of the leader-election Lease. [env: POD_NAMESPACE]")
+@click.option("--lease-name", default="agent-reconciler", show_default=True,
+              help="Name of the leader-election Lease; replicas that share it elect one leader.")
 @click.option("--webhook-listen", metavar="HOST:PORT", default=None, envvar="RECONCILER_WEBHOOK_LISTEN",
               help="Serve push webhooks (/hooks/github, /hooks/gitlab, /hooks/generic) and POST /sync here. "
                    "[env: RECONCILER_WEBHOOK_LISTEN]")
@@ -437,23 +458,25 @@ def _set_suspended(database: str | None, source_name: str, suspended: bool) -> N
     click.echo(f"source {source_name!r} {'suspended' if suspended else 'resumed'}")
 
 
-@main.command()
+@main.command(epilog=examples("reconcile suspend --source-name prod"))
 @DATABASE_OPTION
-@click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default="default", show_default=True)
+@click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default="default", show_default=True,
+              help="The source to suspend. [env: RECONCILER_SOURCE_NAME]")
 def suspend(database: str | None, source_name: str) -> None:
     """Stop applying this source (watchers and apply skip it) until `reconcile resume`."""
     _set_suspended(database, source_name, True)
 
 
-@main.command()
+@main.command(epilog=examples("reconcile resume --source-name prod"))
 @DATABASE_OPTION
-@click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default="default", show_default=True)
+@click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default="default", show_default=True,
+              help="The source to apply again. [env: RECONCILER_SOURCE_NAME]")
 def resume(database: str | None, source_name: str) -> None:
     """Apply this source again."""
     _set_suspended(database, source_name, False)
 
 
-@main.command()
+@main.command(epilog=examples('reconcile sync --url http://agent-reconciler:8080 --webhook-secret "$SECRET"'))
 @click.option("--url", required=True, envvar="RECONCILER_WEBHOOK_URL", metavar="URL",
               help="Base URL of a running `reconcile watch --webhook-listen`. [env: RECONCILER_WEBHOOK_URL]")
 @click.option("--webhook-secret", required=True, envvar="RECONCILER_WEBHOOK_SECRET",
@@ -478,19 +501,22 @@ def sync(url: str, webhook_secret: str) -> None:
         raise ReconcilerError(f"cannot reach the watcher at {url}: {getattr(error, 'reason', error)}") from None
 
 
-@main.command()
+@main.command(epilog=examples("reconcile status", "reconcile status --kubeconfig ~/.kube/config -o json"))
 @DATABASE_OPTION
-@cluster_options
+@connection_options
 @click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default="default", show_default=True,
               help="The source whose agents to show. [env: RECONCILER_SOURCE_NAME]")
 @click.option("--sandbox-api-version", envvar="RECONCILER_SANDBOX_API_VERSION", default="v1beta1",
-              type=click.Choice(["v1beta1", "v1alpha1"]), show_default=True)
+              type=click.Choice(["v1beta1", "v1alpha1"]), show_default=True,
+              help="agent-sandbox API version of the objects read from the cluster. "
+                   "[env: RECONCILER_SANDBOX_API_VERSION]")
 @output_option("text", "json")
 def status(database: str | None, source_name: str, sandbox_api_version: str, output: str,
            **options: Any) -> None:
     """Per agent: the synced revision, readiness on the cluster, and the last sync's errors."""
     settings = Settings(source_name=source_name, sandbox_api_version=sandbox_api_version,
-                        **{k: v for k, v in options.items() if k in ("kubeconfig", "context", "in_cluster")})
+                        **{k: v for k, v in options.items()
+                           if k in ("kubeconfig", "context", "in_cluster", "qps", "burst")})
     state = open_state(state_url(database), create=False)
     agents = state.agents(source_name)
     recent = state.history(source_name, 100)
@@ -541,7 +567,7 @@ def status(database: str | None, source_name: str, sandbox_api_version: str, out
                    f"{ready:7}  {drifted_text[:20]:20}  {row['detail']}")
 
 
-@main.command()
+@main.command(epilog=examples("reconcile migrate --database postgresql://reconciler@db.example/agents"))
 @DATABASE_OPTION
 @LOCK_TIMEOUT_OPTION
 def migrate(database: str | None, lock_timeout: float) -> None:
@@ -561,16 +587,21 @@ def migrate(database: str | None, lock_timeout: float) -> None:
         click.echo(f"database schema upgraded from {result.before or 'empty'} to {result.after}")
 
 
-@main.command()
-def schema() -> None:
+@main.command(epilog=examples("reconcile schema > agent.schema.json", "reconcile schema -o yaml"))
+@output_option("json", "yaml")
+def schema(output: str) -> None:
     """Print the Agent JSON Schema (point an editor at it)."""
-    from reconciler.spec.schema import schema_text
+    from reconciler.spec.schema import agent_schema, schema_text
 
-    click.echo(schema_text(), nl=False)
+    if output == "yaml":
+        click.echo(yaml.safe_dump(agent_schema(), sort_keys=False, allow_unicode=True), nl=False)
+    else:
+        click.echo(schema_text(), nl=False)
 
 
 main.add_command(serve)
 main.add_command(keys)
+main.add_command(completion)
 
 
 if __name__ == "__main__":

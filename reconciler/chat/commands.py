@@ -18,6 +18,7 @@ from reconciler.config import (
     DATABASE_OPTION,
     LOCK_TIMEOUT_OPTION,
     HostPort,
+    examples,
     gateway_key,
     output_option,
     state_url,
@@ -28,7 +29,9 @@ from reconciler.store.embedded import open_state
 log = logging.getLogger("reconciler.chat")
 
 
-@click.command()
+@click.command(epilog=examples("reconcile serve --listen :8080 --gateway-url http://litellm:4000",
+                               "reconcile serve --gateway-key-file /run/secrets/litellm-key --database "
+                               "postgresql://reconciler@db.example/agents"))
 @click.option("--listen", type=HostPort(), default="127.0.0.1:8080", show_default=True, envvar="RECONCILER_LISTEN",
               help="Address to serve on (:PORT for every interface). [env: RECONCILER_LISTEN]")
 @click.option("--keepalive-timeout", type=click.FloatRange(0, min_open=True), default=75.0, show_default=True,
@@ -137,12 +140,13 @@ def _server_class() -> type:
     return Server
 
 
-@click.group()
+@click.group(epilog=examples("reconcile keys create support-bot -n support", "reconcile keys list"))
 def keys() -> None:
     """Manage the chat endpoint's API keys (stored hashed; a key is shown once)."""
 
 
-@keys.command(name="create")
+@keys.command(name="create", epilog=examples("reconcile keys create support-bot -n support -n ops",
+                                             "KEY=$(reconcile keys create ci-bot)"))
 @click.argument("name")
 @click.option("-n", "--namespace", "namespaces", multiple=True, metavar="NS",
               help="Only agents in this namespace (repeat for several); default every namespace.")
@@ -160,7 +164,7 @@ def create_key(name: str, namespaces: tuple[str, ...], output: str, database: st
     click.echo(f"created key {info.name!r} ({info.prefix}…) for {info.scope}; it is not shown again", err=True)
 
 
-@keys.command(name="list")
+@keys.command(name="list", epilog=examples("reconcile keys list", "reconcile keys list -o json"))
 @output_option("text", "json")
 @DATABASE_OPTION
 def list_keys(output: str, database: str | None) -> None:
@@ -184,7 +188,7 @@ def list_keys(output: str, database: str | None) -> None:
                    f"{used:{width}}  {status}")
 
 
-@keys.command(name="revoke")
+@keys.command(name="revoke", epilog=examples("reconcile keys revoke support-bot"))
 @click.argument("name")
 @DATABASE_OPTION
 def revoke_key(name: str, database: str | None) -> None:
