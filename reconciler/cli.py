@@ -315,7 +315,7 @@ def apply(path: str, output: str, colour: str, render_dir: str | None, **options
         # The plan's last line says what was to be done; this one says what was done.
         result = outcome.result
         click.echo(f"Applied: {result.created} created, {result.updated} updated, {result.deleted} deleted; "
-                   f"revision {(outcome.revision.id or '(folder)')[:12]} recorded")
+                   f"revision {outcome.revision.id[:7] if outcome.revision.id else '(folder)'} recorded")
 
 
 def write_manifests(folder: Path, desired: tuple[DesiredObject, ...]) -> int:

@@ -64,7 +64,7 @@ def test_dry_run_apply_then_nothing_left(repo, run):
     assert not run.database.exists(), "a dry run writes nothing"
     applied = run("apply", path)
     assert applied.exit_code == 0, applied.stderr
-    head = repo.head.commit.hexsha[:12]
+    head = repo.head.commit.hexsha[:7]
     assert applied.stdout.endswith("Plan: 10 to create, 0 to update, 0 to delete, 0 unchanged.\n"
                                    f"Applied: 10 created, 0 updated, 0 deleted; revision {head} recorded\n")
     again = run("--dry-run", path)
@@ -93,7 +93,7 @@ def test_deleting_a_spec_deletes_its_objects(repo, run):
     result = run("apply", path)
     assert result.exit_code == 0
     assert result.stdout.endswith("Plan: 0 to create, 0 to update, 2 to delete, 8 unchanged.\n"
-                                  f"Applied: 0 created, 0 updated, 2 deleted; revision {repo.head.commit.hexsha[:12]} "
+                                  f"Applied: 0 created, 0 updated, 2 deleted; revision {repo.head.commit.hexsha[:7]} "
                                   "recorded\n")
     assert run("--dry-run", path).exit_code == 0
 
@@ -154,7 +154,7 @@ def test_container_env_values_never_leave_the_secret(repo, run, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "GITHUB_TOKEN: '***'" in result.stdout
     assert result.stdout.endswith("Plan: 12 to create, 0 to update, 0 to delete, 0 unchanged.\n"
-                                  f"Applied: 12 created, 0 updated, 0 deleted; revision {repo.head.commit.hexsha[:12]} "
+                                  f"Applied: 12 created, 0 updated, 0 deleted; revision {repo.head.commit.hexsha[:7]} "
                                   "recorded\n")
     dump = run.database.read_bytes()
     assert b"ghp_planted" not in dump
