@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -53,7 +52,9 @@ from reconciler.errors import InvalidRevision, ReconcilerError, StateError
 from reconciler.kube.client import Cluster, connect
 from reconciler.kube.leader import LeaderElector
 from reconciler.kube.status import Readiness, readiness
+from reconciler.plan_markdown import render_markdown
 from reconciler.render import DesiredObject
+from reconciler.risks import FLAGS
 from reconciler.source.mirror import GitCredentials
 from reconciler.store.embedded import open_state
 from reconciler.watcher import FolderWatcher, Watcher
@@ -247,7 +248,7 @@ def render_command(path: str, output: str, **options: Any) -> None:
     if output == "json":
         click.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": records}, indent=2))
     else:
-        click.echo(yaml.safe_dump_all(records, sort_keys=False), nl=False)
+        click.echo(diffs.to_yaml_documents(records), nl=False)
 
 
 def _masked_record(obj: DesiredObject) -> dict[str, Any]:
@@ -261,10 +262,18 @@ def _print_plan(outcome: Outcome, output: str, colour: str) -> None:
     if output == "json":
         click.echo(diffs.render_json(plan), nl=False)
     elif output == "markdown":
-        click.echo(diffs.render_markdown(plan), nl=False)
+        click.echo(render_markdown(plan), nl=False)
     else:
         use_colour = colour == "always" or (colour == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
         click.echo(diffs.render_text(plan, colour=use_colour), nl=False)
+
+
+def _flag_names(_ctx: click.Context, _param: click.Parameter, value: str | None) -> frozenset[str]:
+    names = frozenset(n.strip() for n in (value or "").split(",") if n.strip())
+    unknown = sorted(names - set(FLAGS))
+    if unknown:
+        raise click.BadParameter(f"unknown flag(s) {', '.join(unknown)}; the flags are: {', '.join(FLAGS)}")
+    return names
 
 
 @main.command(epilog=examples("reconcile diff examples/         # the same as: reconcile --dry-run examples/",
@@ -278,10 +287,14 @@ def _print_plan(outcome: Outcome, output: str, colour: str) -> None:
               help="Compare two Git revisions instead of the live state: what merging --head over --base "
                    "would change (no cluster or database needed).")
 @click.option("--head", metavar="REV", default=None, help="The revision to compare with --base (default HEAD).")
-def diff(path: str, output: str, colour: str, base: str | None, head: str | None, **options: Any) -> None:
+@click.option("--fail-on", "fail_on", metavar="FLAG[,FLAG...]", default=None, callback=_flag_names,
+              help="Exit 2 when the plan raises one of these risk flags (a CI policy): "
+                   + ", ".join(FLAGS) + ".")
+def diff(path: str, output: str, colour: str, base: str | None, head: str | None, fail_on: frozenset[str],
+         **options: Any) -> None:
     """Show what applying PATH would change (also: reconcile --dry-run PATH).
 
-    Exit code 0: nothing would change; 1: something would; 2 or more: an error.
+    Exit code 0: nothing would change; 1: something would; 2: an error, or a flag named by --fail-on.
     """
     settings = settings_from(path, options)
     if head is not None and base is None:
@@ -291,6 +304,11 @@ def diff(path: str, output: str, colour: str, base: str | None, head: str | None
     else:
         outcome = _reconcile(settings, dry_run=True)
     _print_plan(outcome, output, colour)
+    raised = {name: agents for name, agents in outcome.plan.flags.items() if name in fail_on}
+    if raised:
+        for name, agents in raised.items():
+            click.echo(f"error: flag {name} is raised by {', '.join(agents)} (--fail-on)", err=True)
+        sys.exit(EXIT_INVALID)
     sys.exit(EXIT_CHANGES if outcome.plan.has_changes else 0)
 
 
@@ -332,7 +350,7 @@ def write_manifests(folder: Path, desired: tuple[DesiredObject, ...]) -> int:
     for relative, body in wanted.items():
         target = folder / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(body, sort_keys=False)
+        text = diffs.to_yaml(body)
         if not target.exists() or target.read_text() != text:
             target.write_text(text)
     return len(wanted)
@@ -591,6 +609,8 @@ def migrate(database: str | None, lock_timeout: float) -> None:
 @output_option("json", "yaml")
 def schema(output: str) -> None:
     """Print the Agent JSON Schema (point an editor at it)."""
+    import yaml
+
     from reconciler.spec.schema import agent_schema, schema_text
 
     if output == "yaml":

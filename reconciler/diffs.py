@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections import defaultdict
+import re
 from typing import Any
 
 import yaml
 
+from reconciler.agent_plan import AgentChange, FieldChange
 from reconciler.plan import Change, Plan
+from reconciler.render import REVISION_ANNOTATION, SPEC_HASH_ANNOTATION
 
 try:
     _Dumper: type = yaml.CSafeDumper
@@ -20,14 +22,17 @@ MASK_CHANGED = "*** (changed)"
 # GitHub refuses comments over 65,536 characters; keep room for the summary.
 MARKDOWN_LIMIT = 60_000
 
+BOOKKEEPING = (REVISION_ANNOTATION, SPEC_HASH_ANNOTATION)
 SYMBOL = {"create": "+", "update": "~", "delete": "-", "unchanged": "="}
-_COLOURS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m", "header": "\033[1m"}
+_COLOURS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m", "header": "\033[1m", "flag": "\033[33m"}
 _RESET = "\033[0m"
+_REVERSE, _NO_REVERSE = "\033[7m", "\033[27m"
 
 
 def shown(change: Change) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """Before and after as they may be shown: secret values masked, a changed one marked."""
-    before, after = change.before, change.after
+    """Before and after as they may be shown: secret values masked (a changed one marked), and without
+    the revision and spec-hash annotations, which only describe the rest."""
+    before, after = _without_bookkeeping(change.before), _without_bookkeeping(change.after)
     if change.key.kind != "Secret":
         return before, after
     old = (before or {}).get("data") or {}
@@ -42,27 +47,58 @@ def shown(change: Change) -> tuple[dict[str, Any] | None, dict[str, Any] | None]
     return masked(before, False), masked(after, True)
 
 
+def _without_bookkeeping(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    annotations = ((record or {}).get("metadata") or {}).get("annotations")
+    if not annotations or not any(k in annotations for k in BOOKKEEPING):
+        return record
+    assert record is not None
+    kept = {k: v for k, v in annotations.items() if k not in BOOKKEEPING}
+    return {**record, "metadata": {**record["metadata"], "annotations": kept}}
+
+
+class _BlockDumper(_Dumper):  # type: ignore[misc,valid-type]
+    """Multi-line strings (a prompt, agent.json) as literal blocks, so their diffs read line by line."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if "\n" in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_str(value)
+
+
+_BlockDumper.add_representer(str, _represent_str)
+
+
 def to_yaml(record: dict[str, Any] | None) -> str:
     if record is None:
         return ""
-    return yaml.dump(record, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return yaml.dump(record, Dumper=_BlockDumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
-def unified(change: Change) -> str:
+def to_yaml_documents(records: list[dict[str, Any]]) -> str:
+    return yaml.dump_all(records, Dumper=_BlockDumper, sort_keys=False, default_flow_style=False,
+                         allow_unicode=True)
+
+
+def unified(change: Change, sides: tuple[str, str] = ("recorded", "desired")) -> str:
     before, after = shown(change)
     title = str(change.key)
     lines = difflib.unified_diff(
         to_yaml(before).splitlines(keepends=True), to_yaml(after).splitlines(keepends=True),
-        fromfile=f"recorded/{title}" if before is not None else "/dev/null",
-        tofile=f"desired/{title}" if after is not None else "/dev/null",
+        fromfile=f"{sides[0]}/{title}" if before is not None else "/dev/null",
+        tofile=f"{sides[1]}/{title}" if after is not None else "/dev/null",
         n=3)
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
+def _counts_text(counts: dict[str, int]) -> str:
+    return (f"{counts['create']} to create, {counts['update']} to update, {counts['delete']} to delete, "
+            f"{counts['unchanged']} unchanged")
+
+
 def summary_line(plan: Plan) -> str:
     s = plan.summary
-    text = (f"Plan: {s['create']} to create, {s['update']} to update, {s['delete']} to delete, "
-            f"{s['unchanged']} unchanged")
+    text = f"Plan: agents {_counts_text(plan.agent_summary)}; objects {_counts_text(s)}"
     if s["suspended"]:
         text += f"; {s['suspended']} change(s) of suspended agents not applied"
     if s["drift"]:
@@ -70,7 +106,7 @@ def summary_line(plan: Plan) -> str:
     return text + "."
 
 
-def _where(change: Change) -> str:
+def where(change: Change) -> str:
     parts = []
     if change.agent:
         parts.append(f"agent {change.agent}")
@@ -86,18 +122,132 @@ def _where(change: Change) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+def value_text(path: str, value: Any) -> str:
+    """A field's value as a reviewer reads it: env references by their Secret or ConfigMap and key."""
+    if value is None:
+        return "(none)"
+    if path.startswith("spec.env[") and isinstance(value, dict):
+        if "valueFrom" not in value:
+            return json.dumps(value.get("value", ""), ensure_ascii=False)
+        [(kind, ref)] = value["valueFrom"].items()
+        optional = " (optional)" if ref.get("optional") else ""
+        return f"{kind} {ref['name']}/{ref['key']}{optional}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def list_change(before: Any, after: Any) -> str:
+    """For list fields (command, args): which items went and came, beside the whole lists."""
+    if not isinstance(before, list) or not isinstance(after, list):
+        return ""
+    parts = []
+    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op in ("delete", "replace"):
+            parts += [f"- {json.dumps(item, ensure_ascii=False)}" for item in before[i1:i2]]
+        if op in ("insert", "replace"):
+            parts += [f"+ {json.dumps(item, ensure_ascii=False)}" for item in after[j1:j2]]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def field_text(change: FieldChange) -> str:
+    before, after = value_text(change.path, change.before), value_text(change.path, change.after)
+    if change.before is None:
+        return f"{change.path}: added, {after}"
+    if change.after is None:
+        return f"{change.path}: removed (was {before})"
+    return f"{change.path}: {before} → {after}{list_change(change.before, change.after)}"
+
+
 def render_text(plan: Plan, *, colour: bool = False) -> str:
+    """Agents first (fields, prompt, flags), each followed by its objects' diffs; then shared objects."""
     out: list[str] = []
-    for change in plan.changes:
-        if change.action == "unchanged":
+    if plan.sides[0].startswith("base "):
+        out += [f"Comparing {plan.sides[0]} with {plan.sides[1]} (source {plan.source})", ""]
+    shared = [c for c in plan.changes if c.action != "unchanged" and c.agent not in {a.key for a in plan.agents}]
+    for agent in plan.agents:
+        if agent.action == "unchanged":
             continue
-        header = f"{SYMBOL[change.action]} {change.action} {change.key}{_where(change)}"
-        out.append(_paint(header, "header", colour))
-        for line in unified(change).splitlines():
-            out.append(_paint(line, _line_style(line), colour))
-        out.append("")
+        out += _agent_text(agent, plan.sides, colour)
+    for change in shared:
+        out += _object_text(change, plan.sides, colour)
     out.append(summary_line(plan))
     return "\n".join(out) + "\n"
+
+
+def _agent_text(agent: AgentChange, sides: tuple[str, str], colour: bool) -> list[str]:
+    where_text = f" ({agent.file}:{agent.line})" if agent.file and agent.line else (
+        f" ({agent.file})" if agent.file else "")
+    state = " (suspended: not applied)" if agent.suspended else ""
+    out = [_paint(f"{SYMBOL[agent.action]} {agent.action} agent {agent.key}{where_text}{state}", "header", colour)]
+    if agent.note:
+        out.append(f"    note: {agent.note}")
+    if agent.action == "create":
+        out += [f"    {f.path}: {value_text(f.path, f.after)}" for f in agent.fields]
+    else:
+        out += [f"    {field_text(f)}" for f in agent.fields]
+    prompt = agent.prompt
+    if prompt is not None and agent.action == "delete":
+        out.append(f"    prompt ({prompt.before_source}): deleted with the agent")
+    elif prompt is not None:
+        out.append(f"    prompt ({prompt.after_source}):")
+        out += [f"      {line}" for line in prompt_lines(prompt.diff, colour)]
+    for flag in agent.flags:
+        out.append("    " + _paint(f"! {flag.name}: {flag.reason}", "flag", colour))
+    out.append("")
+    for change in agent.objects:
+        if change.action != "unchanged":
+            out += _object_text(change, sides, colour)
+    return out
+
+
+def _object_text(change: Change, sides: tuple[str, str], colour: bool) -> list[str]:
+    out = [_paint(f"{SYMBOL[change.action]} {change.action} {change.key}{where(change)}", "header", colour)]
+    out += [_paint(line, _line_style(line), colour) for line in unified(change, sides).splitlines()]
+    out.append("")
+    return out
+
+
+def prompt_lines(diff: str, colour: bool) -> list[str]:
+    """A prompt's line diff; on a terminal, the words that changed inside a changed line stand out."""
+    lines = diff.splitlines()
+    if not colour:
+        return lines
+    marked = list(lines)
+    index = 0
+    while index < len(lines):
+        if not lines[index].startswith("-") or lines[index].startswith("---"):
+            index += 1
+            continue
+        minus_end = index
+        while minus_end < len(lines) and lines[minus_end].startswith("-"):
+            minus_end += 1
+        plus_end = minus_end
+        while plus_end < len(lines) and lines[plus_end].startswith("+") and not lines[plus_end].startswith("+++"):
+            plus_end += 1
+        for old, new in zip(range(index, minus_end), range(minus_end, plus_end), strict=False):
+            marked[old], marked[new] = _word_marks(lines[old][1:], lines[new][1:])
+        index = plus_end
+    return [line if line is not lines[i] else _paint(line, _line_style(line), True)
+            for i, line in enumerate(marked)]
+
+
+_WORDS = re.compile(r"\s+|\w+|[^\w\s]")
+
+
+def _word_marks(old: str, new: str) -> tuple[str, str]:
+    """A removed line and the line that replaced it, coloured, with their differing words in reverse video."""
+    a, b = _WORDS.findall(old), _WORDS.findall(new)
+    left, right = [_COLOURS["-"], "-"], [_COLOURS["+"], "+"]
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op == "equal":
+            left.append("".join(a[i1:i2]))
+            right.append("".join(b[j1:j2]))
+            continue
+        left.append(_REVERSE + "".join(a[i1:i2]) + _NO_REVERSE)
+        right.append(_REVERSE + "".join(b[j1:j2]) + _NO_REVERSE)
+    return "".join(left) + _RESET, "".join(right) + _RESET
 
 
 def _line_style(line: str) -> str | None:
@@ -112,91 +262,67 @@ def _paint(text: str, style: str | None, colour: bool) -> str:
     return f"{_COLOURS[style]}{text}{_RESET}"
 
 
+PLAN_API_VERSION = "agent-reconciler/v1alpha2"
+
+
 def plan_document(plan: Plan) -> dict[str, Any]:
     """The JSON shape of a plan (documented in the README; stable within apiVersion)."""
-    changes = []
-    for change in plan.changes:
-        if change.action == "unchanged":
-            continue
-        before, after = shown(change)
-        changes.append({
-            "action": change.action,
-            "apiVersion": change.api_version,
-            "kind": change.key.kind,
-            "namespace": change.key.namespace,
-            "name": change.key.name,
-            "agent": change.agent,
-            "file": change.origin.file if change.origin else None,
-            "line": change.origin.line if change.origin else None,
-            "suspended": change.suspended,
-            "drift": change.drift,
-            "applied": change.applies,
-            "diff": unified(change),
-            "before": before,
-            "after": after,
-        })
+    changes = [object_document(c, plan.sides) for c in plan.changes if c.action != "unchanged"]
     return {
-        "apiVersion": "agent-reconciler/v1alpha1",
+        "apiVersion": PLAN_API_VERSION,
         "kind": "Plan",
         "source": plan.source,
         "revision": plan.revision,
-        "summary": plan.summary,
+        "sides": {"before": plan.sides[0], "after": plan.sides[1]},
+        "summary": {**plan.summary, "agents": plan.agent_summary},
+        "flags": plan.flags,
+        "agents": [agent_document(a) for a in plan.agents],
         "changes": changes,
     }
 
 
+def object_document(change: Change, sides: tuple[str, str]) -> dict[str, Any]:
+    before, after = shown(change)
+    return {
+        "action": change.action,
+        "apiVersion": change.api_version,
+        "kind": change.key.kind,
+        "namespace": change.key.namespace,
+        "name": change.key.name,
+        "agent": change.agent,
+        "file": change.origin.file if change.origin else None,
+        "line": change.origin.line if change.origin else None,
+        "suspended": change.suspended,
+        "drift": change.drift,
+        "applied": change.applies,
+        "blocked": change.blocked,
+        "diff": unified(change, sides),
+        "before": before,
+        "after": after,
+    }
+
+
+def agent_document(agent: AgentChange) -> dict[str, Any]:
+    prompt = None
+    if agent.prompt is not None:
+        prompt = {"before": agent.prompt.before, "after": agent.prompt.after, "diff": agent.prompt.diff,
+                  "file": agent.prompt.after_source or agent.prompt.before_source}
+    return {
+        "namespace": agent.namespace,
+        "name": agent.name,
+        "file": agent.file,
+        "line": agent.line,
+        "action": agent.action,
+        "suspended": agent.suspended,
+        "recordChanged": agent.record_changed,
+        "note": agent.note,
+        "fields": [{"path": f.path, "before": f.before, "after": f.after} for f in agent.fields],
+        "prompt": prompt,
+        "flags": [{"name": f.name, "reason": f.reason} for f in agent.flags],
+        "objects": [{"action": c.action, "kind": c.key.kind, "namespace": c.key.namespace, "name": c.key.name}
+                    for c in agent.objects if c.action != "unchanged"],
+    }
+
+
 def render_json(plan: Plan) -> str:
-    return json.dumps(plan_document(plan), indent=2, sort_keys=False) + "\n"
-
-
-def render_markdown(plan: Plan) -> str:
-    """A pull-request comment: a summary table, then one collapsible diff per agent."""
-    s = plan.summary
-    revision = f" at `{plan.revision[:12]}`" if plan.revision else ""
-    out = [f"### agent-reconciler plan for source `{plan.source}`{revision}", ""]
-    out += ["| create | update | delete | unchanged |", "|---:|---:|---:|---:|",
-            f"| {s['create']} | {s['update']} | {s['delete']} | {s['unchanged']} |", ""]
-    if s["suspended"]:
-        out += [f"{s['suspended']} change(s) of suspended agents are shown but will not be applied.", ""]
-    groups = _by_agent(plan)
-    if not groups:
-        out.append("No changes.")
-        return "\n".join(out) + "\n"
-    out += ["| agent | file | changes |", "|---|---|---|"]
-    for agent, changes in groups.items():
-        files = sorted({c.origin.file for c in changes if c.origin})
-        where = ", ".join(f"`{f}`" for f in files) or "(removed)"
-        out.append(f"| `{agent}` | {where} | {_counts(changes)} |")
-    out.append("")
-    used = sum(len(line) + 1 for line in out)
-    left_out = 0
-    for agent, changes in groups.items():
-        block = [f"<details><summary><code>{agent}</code>: {_counts(changes)}</summary>", "", "```diff"]
-        for change in changes:
-            block.append(f"# {change.action} {change.key}{_where(change)}")
-            block.append(unified(change).rstrip("\n"))
-        block += ["```", "", "</details>", ""]
-        size = sum(len(line) + 1 for line in block)
-        if used + size > MARKDOWN_LIMIT:
-            left_out += 1
-            continue
-        used += size
-        out += block
-    if left_out:
-        out.append(f"_{left_out} agent diff(s) left out to fit one comment; run `reconcile diff` to see all._")
-    return "\n".join(out) + "\n"
-
-
-def _by_agent(plan: Plan) -> dict[str, list[Change]]:
-    groups: dict[str, list[Change]] = defaultdict(list)
-    for change in plan.changes:
-        if change.action != "unchanged":
-            groups[change.agent or f"{change.key.namespace} (shared)"].append(change)
-    return dict(sorted(groups.items()))
-
-
-def _counts(changes: list[Change]) -> str:
-    counts: dict[str, int] = defaultdict(int)
-    for change in changes:
-        counts[change.action] += 1
-    return ", ".join(f"{n} to {a}" for a, n in counts.items())
+    return json.dumps(plan_document(plan), indent=2, sort_keys=False, ensure_ascii=False) + "\n"

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from reconciler.agent_plan import plan_agents, side_of_config_map, side_of_record, side_of_spec
 from reconciler.config import Settings
 from reconciler.container_env import container_env
 from reconciler.errors import InvalidRevision, Problem, ReconcilerError
@@ -23,6 +24,7 @@ from reconciler.kube.live import list_owned
 from reconciler.plan import Plan, RecordedObject, make_plan
 from reconciler.render import (
     AGENT_LABEL,
+    PATH_ANNOTATION,
     PRUNE_ANNOTATION,
     AgentRecord,
     DesiredObject,
@@ -36,7 +38,7 @@ from reconciler.render import (
 from reconciler.source import open_source
 from reconciler.source.snapshot import Snapshot
 from reconciler.spec.validate import ParseCache, ParsedRevision, parse_revision
-from reconciler.store.embedded import SyncResult, database_url, open_state
+from reconciler.store.embedded import EmbeddedState, SyncResult, database_url, open_state
 
 Clock = Callable[[], datetime]
 
@@ -140,6 +142,7 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
     recorded = live_state(live, desired, salt=state.salt()) if cluster else state.recorded_objects(
         settings.source_name, desired)
     plan = plan_revision(revision, desired, recorded, settings)
+    plan = review_agents(plan, revision, records, state, live=live if cluster else None)
     applied = None
     if cluster is not None:
         plan, applied = sync_cluster(cluster, plan, live, settings, dry_run=dry_run)
@@ -162,7 +165,38 @@ def compare_revisions(settings: Settings, *, base: str, head: str, clock: Clock 
     before, _ = render_revision(base_revision, settings, salt="", clock=lambda: now)
     after, _ = render_revision(head_revision, settings, salt="", clock=lambda: now)
     recorded = [RecordedObject(o.api_version, o.kind, o.namespace, o.name, o.record, o.agent) for o in before]
-    return Outcome(head_revision, plan_revision(head_revision, after, recorded, settings, guard=False), tuple(after))
+    plan = plan_revision(head_revision, after, recorded, settings, guard=False)
+    agents = plan_agents(plan.changes, head_revision.parsed.agents,
+                         {a.key: side_of_spec(a) for a in base_revision.parsed.agents})
+    sides = (f"base {(base_revision.id or base)[:7]}", f"head {(head_revision.id or head)[:7]}")
+    return Outcome(head_revision, dataclasses.replace(plan, agents=agents, sides=sides), tuple(after))
+
+
+def review_agents(plan: Plan, revision: Revision, records: list[AgentRecord], state: EmbeddedState, *,
+                  live: dict[ObjectKey, dict[str, Any]] | None) -> Plan:
+    """The plan with its agent level: each agent's earlier side is what its sandbox received (the live
+    ConfigMap) on a cluster, else the state's record. The state's record counts as a change of its own
+    when it differs, except beside a cluster in a state that has never recorded this source (a CI runner's)."""
+    rows = state.agents(plan.source)
+    before = {f"{r.namespace}/{r.name}": side_of_record(r.spec, r.path) for r in rows}
+    if live is not None:
+        for key, obj in live.items():
+            if key.kind != "ConfigMap":
+                continue
+            labels = obj["metadata"].get("labels") or {}
+            annotations = obj["metadata"].get("annotations") or {}
+            side = side_of_config_map(obj, annotations.get(PATH_ANNOTATION)) if AGENT_LABEL in labels else None
+            if side is not None:
+                before[f"{key.namespace}/{labels[AGENT_LABEL]}"] = side
+    compare_records = live is None or bool(rows)
+    recorded = {f"{r.namespace}/{r.name}": r.spec_hash for r in rows} if compare_records else None
+    current = {f"{r.namespace}/{r.name}": r.spec_hash for r in records}
+    heads = {a.key for a in revision.parsed.agents}
+    deleted = [key for key in before if key not in heads]
+    sessions = state.session_counts(deleted) if deleted else {}
+    agents = plan_agents(plan.changes, revision.parsed.agents, before, recorded=recorded, current=current,
+                         sessions=sessions if state.engine is not None else None)
+    return dataclasses.replace(plan, agents=agents, sides=("live" if live is not None else "recorded", "desired"))
 
 
 def plan_revision(revision: Revision, desired: list[DesiredObject], recorded: list[RecordedObject],

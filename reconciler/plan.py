@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Literal
 
+from reconciler.agent_plan import AgentChange, agent_counts
 from reconciler.render import (
     SHUTDOWN_AFTER_ANNOTATION,
     SPEC_HASH_ANNOTATION,
@@ -71,6 +72,10 @@ class Plan:
     changes: tuple[Change, ...]
     source: str
     revision: str | None = None
+    # The same change in agents' terms (agent_plan.plan_agents), agents in order.
+    agents: tuple[AgentChange, ...] = ()
+    # What the two sides of each diff are called: (before, after).
+    sides: tuple[str, str] = ("recorded", "desired")
 
     def count(self, action: Action) -> int:
         return sum(1 for c in self.changes if c.action == action and c.applies)
@@ -86,8 +91,25 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        """Whether anything would be written; drift that is only detected counts too, as kubectl diff would."""
-        return any(c.applies or (c.drift and not c.suspended) for c in self.changes)
+        """Whether anything would be written; drift that is only detected counts too, as kubectl diff would.
+
+        An agent whose database record alone differs counts: applying would write it.
+        """
+        return any(c.applies or (c.drift and not c.suspended) for c in self.changes) or any(
+            a.applies for a in self.agents)
+
+    @property
+    def agent_summary(self) -> dict[str, int]:
+        return agent_counts(self.agents)
+
+    @property
+    def flags(self) -> dict[str, list[str]]:
+        """Each raised flag's name -> the agents that raise it."""
+        raised: dict[str, list[str]] = {}
+        for agent in self.agents:
+            for flag in agent.flags:
+                raised.setdefault(flag.name, []).append(agent.key)
+        return raised
 
     @property
     def pending(self) -> list[Change]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -13,7 +12,8 @@ from typing import Any
 
 import orjson
 
-from reconciler.spec.model import AgentSpec, EnvVar, KeyRef, Origin
+from reconciler.agent_config import CONFIG_DIR, config_data, env_entry, spec_dict
+from reconciler.spec.model import AgentSpec, Origin
 
 SANDBOX_GROUP = "agents.x-k8s.io"
 EXTENSIONS_GROUP = "extensions.agents.x-k8s.io"
@@ -31,8 +31,11 @@ SHUTDOWN_AFTER_ANNOTATION = "agent-reconciler.io/shutdown-after"
 PRUNE_ANNOTATION = "agent-reconciler.io/prune"
 CONTAINER_NAME = "agent"
 
-# Apply order; deletion runs in reverse. Sandboxes and pools refer to templates and the Secret.
-KIND_ORDER = {"Secret": 0, "SandboxTemplate": 1, "Sandbox": 2, "SandboxWarmPool": 2}
+CONFIG_VOLUME = "agent-config"
+
+# Apply order; deletion runs in reverse. Pod templates refer to the Secret and the ConfigMap,
+# sandboxes and pools to templates.
+KIND_ORDER = {"Secret": 0, "ConfigMap": 0, "SandboxTemplate": 1, "Sandbox": 2, "SandboxWarmPool": 2}
 
 
 @dataclass(frozen=True, order=True)
@@ -120,7 +123,7 @@ def record_digest(record: dict[str, Any]) -> str:
 
 def managed_kinds(sandbox_api_version: str) -> list[tuple[str, str]]:
     """(apiVersion, kind) of every kind the reconciler renders, in apply order."""
-    return [("v1", "Secret"), (f"{EXTENSIONS_GROUP}/{sandbox_api_version}", "SandboxTemplate"),
+    return [("v1", "Secret"), ("v1", "ConfigMap"), (f"{EXTENSIONS_GROUP}/{sandbox_api_version}", "SandboxTemplate"),
             (f"{SANDBOX_GROUP}/{sandbox_api_version}", "Sandbox"),
             (f"{EXTENSIONS_GROUP}/{sandbox_api_version}", "SandboxWarmPool")]
 
@@ -190,43 +193,37 @@ def agent_records(agents: Sequence[AgentSpec], settings: RenderSettings,
 
 
 def _render_agent(agent: AgentSpec, settings: RenderSettings) -> RenderedAgent:
-    # The spec data is built once: it is both the record and, hashed, the objects' spec-hash annotation.
     data = spec_dict(agent)
-    digest = _hash(data)
-    record = AgentRecord(agent.namespace, agent.name, data, digest, agent.origin.path, settings.revision)
-    return RenderedAgent(tuple(_agent_objects(agent, settings, digest)), record)
+    record = AgentRecord(agent.namespace, agent.name, data, _hash(data), agent.origin.path, settings.revision)
+    return RenderedAgent(tuple(_agent_objects(agent, data, settings)), record)
 
 
-def spec_dict(agent: AgentSpec) -> dict[str, Any]:
-    """The agent as JSON-ready data (everything but where it was written)."""
-    # By hand rather than dataclasses.asdict: this runs for every agent and asdict deep-copies.
-    data = {f: getattr(agent, f) for f in _SPEC_FIELDS}
-    data["labels"], data["annotations"] = dict(agent.labels), dict(agent.annotations)
-    data["command"], data["args"] = list(agent.command), list(agent.args)
-    data["env"] = [{"name": e.name, "value": e.value, "secret_key_ref": _ref(e.secret_key_ref),
-                    "config_map_key_ref": _ref(e.config_map_key_ref)} for e in agent.env]
-    data["resources"] = {k: dict(v) for k, v in agent.resources.items()}
-    return data
-
-
-def _ref(ref: KeyRef | None) -> dict[str, Any] | None:
-    return None if ref is None else {"name": ref.name, "key": ref.key, "optional": ref.optional}
-
-
-_SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(AgentSpec) if f.name != "origin")
-
-
-def _hash(data: dict[str, Any]) -> str:
+def _hash(data: Any) -> str:
     return "sha256:" + hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _metadata(agent: AgentSpec, name: str, settings: RenderSettings, digest: str) -> dict[str, Any]:
+def content_hash(body: dict[str, Any]) -> str:
+    """The spec-hash of one object: its own content, so that it moves only when that object changes.
+
+    Left out: the annotations that describe the content rather than being it, and a sandbox's
+    shutdownTime (counted from its creation; the shutdown-after annotation stands for it).
+    """
+    metadata = body["metadata"]
+    annotations = {k: v for k, v in metadata.get("annotations", {}).items()
+                   if k not in (SPEC_HASH_ANNOTATION, REVISION_ANNOTATION)}
+    content = {**body, "metadata": {**metadata, "annotations": annotations}}
+    if isinstance(body.get("spec"), dict) and "shutdownTime" in body["spec"]:
+        content["spec"] = {k: v for k, v in body["spec"].items() if k != "shutdownTime"}
+    return _hash(content)
+
+
+def _metadata(agent: AgentSpec, settings: RenderSettings, extra: Mapping[str, str] | None = None) -> dict[str, Any]:
     annotations = dict(agent.annotations)
     annotations[PATH_ANNOTATION] = agent.origin.path
-    annotations[SPEC_HASH_ANNOTATION] = digest
     if settings.revision:
         annotations[REVISION_ANNOTATION] = settings.revision
-    return {"name": name, "namespace": agent.namespace, "labels": _labels(agent, settings),
+    annotations.update(extra or {})
+    return {"name": agent.name, "namespace": agent.namespace, "labels": _labels(agent, settings),
             "annotations": dict(sorted(annotations.items()))}
 
 
@@ -236,19 +233,21 @@ def _labels(agent: AgentSpec, settings: RenderSettings) -> dict[str, str]:
     return dict(sorted(labels.items()))
 
 
-def _agent_objects(agent: AgentSpec, settings: RenderSettings, digest: str) -> list[DesiredObject]:
+def _agent_objects(agent: AgentSpec, data: dict[str, Any], settings: RenderSettings) -> list[DesiredObject]:
     version = settings.sandbox_api_version
 
-    def make(group: str, kind: str, spec: dict[str, Any], extra: Mapping[str, str] | None = None) -> DesiredObject:
-        metadata = _metadata(agent, agent.name, settings, digest)
-        if extra:
-            metadata["annotations"] = dict(sorted({**metadata["annotations"], **extra}.items()))
-        body = {"apiVersion": f"{group}/{version}", "kind": kind, "metadata": metadata, "spec": spec}
-        return DesiredObject(body["apiVersion"], kind, agent.namespace, agent.name, body, body,
+    def make(api_version: str, kind: str, content: dict[str, Any],
+             extra: Mapping[str, str] | None = None) -> DesiredObject:
+        metadata = _metadata(agent, settings, extra)
+        body = {"apiVersion": api_version, "kind": kind, "metadata": metadata, **content}
+        metadata["annotations"][SPEC_HASH_ANNOTATION] = content_hash(body)
+        metadata["annotations"] = dict(sorted(metadata["annotations"].items()))
+        return DesiredObject(api_version, kind, agent.namespace, agent.name, body, body,
                              agent=agent.key, origin=agent.origin)
 
-    pod_template = _pod_template(agent, settings)
-    objects = [make(EXTENSIONS_GROUP, "SandboxTemplate", {"podTemplate": pod_template})]
+    pod_template = _pod_template(agent, data, settings)
+    objects = [make("v1", "ConfigMap", {"data": config_data(data)}),
+               make(f"{EXTENSIONS_GROUP}/{version}", "SandboxTemplate", {"spec": {"podTemplate": pod_template}})]
     if agent.mode == "always-on":
         spec: dict[str, Any] = {"podTemplate": pod_template}
         if version == "v1beta1":
@@ -262,16 +261,16 @@ def _agent_objects(agent: AgentSpec, settings: RenderSettings, digest: str) -> l
             if settings.now is not None:
                 end = settings.now + parse_duration(agent.shutdown_after)
                 spec["shutdownTime"] = end.strftime("%Y-%m-%dT%H:%M:%SZ")
-        objects.append(make(SANDBOX_GROUP, "Sandbox", spec, extra))
+        objects.append(make(f"{SANDBOX_GROUP}/{version}", "Sandbox", {"spec": spec}, extra))
     else:
-        objects.append(make(EXTENSIONS_GROUP, "SandboxWarmPool", {
+        objects.append(make(f"{EXTENSIONS_GROUP}/{version}", "SandboxWarmPool", {"spec": {
             "sandboxTemplateRef": {"name": agent.name},
             "replicas": agent.warm_pool_replicas,
-        }))
+        }}))
     return objects
 
 
-def _pod_template(agent: AgentSpec, settings: RenderSettings) -> dict[str, Any]:
+def _pod_template(agent: AgentSpec, data: dict[str, Any], settings: RenderSettings) -> dict[str, Any]:
     container: dict[str, Any] = {"name": CONTAINER_NAME, "image": agent.image}
     if agent.image_pull_policy:
         container["imagePullPolicy"] = agent.image_pull_policy
@@ -282,27 +281,17 @@ def _pod_template(agent: AgentSpec, settings: RenderSettings) -> dict[str, Any]:
     if settings.container_env:
         # Lowest precedence: env entries below override what envFrom brings in.
         container["envFrom"] = [{"secretRef": {"name": secret_name(settings.source)}}]
-    env = [_env_entry(e) for e in agent.env] + _reserved_env(agent, settings)
-    container["env"] = env
+    container["env"] = [env_entry(e) for e in data["env"]] + _reserved_env(agent, settings)
     if agent.resources:
         container["resources"] = {k: dict(sorted(v.items())) for k, v in sorted(agent.resources.items())}
-    pod_spec: dict[str, Any] = {"containers": [container]}
+    # The agent's definition, by the ConfigMap's name: a prompt change rewrites the ConfigMap alone,
+    # and the kubelet refreshes the mounted files in place.
+    container["volumeMounts"] = [{"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True}]
+    pod_spec: dict[str, Any] = {"containers": [container],
+                                "volumes": [{"name": CONFIG_VOLUME, "configMap": {"name": agent.name}}]}
     if agent.runtime_class_name:
         pod_spec["runtimeClassName"] = agent.runtime_class_name
     return {"metadata": {"labels": _labels(agent, settings)}, "spec": pod_spec}
-
-
-def _env_entry(var: EnvVar) -> dict[str, Any]:
-    if var.secret_key_ref is not None:
-        ref, kind = var.secret_key_ref, "secretKeyRef"
-    elif var.config_map_key_ref is not None:
-        ref, kind = var.config_map_key_ref, "configMapKeyRef"
-    else:
-        return {"name": var.name, "value": var.value or ""}
-    selector: dict[str, Any] = {"name": ref.name, "key": ref.key}
-    if ref.optional is not None:
-        selector["optional"] = ref.optional
-    return {"name": var.name, "valueFrom": {kind: selector}}
 
 
 def _reserved_env(agent: AgentSpec, settings: RenderSettings) -> list[dict[str, Any]]:
@@ -310,6 +299,7 @@ def _reserved_env(agent: AgentSpec, settings: RenderSettings) -> list[dict[str, 
         {"name": "AGENT_NAME", "value": agent.name},
         {"name": "AGENT_NAMESPACE", "value": agent.namespace},
         {"name": "AGENT_MODEL", "value": agent.model},
+        {"name": "AGENT_CONFIG_DIR", "value": CONFIG_DIR},
     ]
     if settings.gateway_url:
         env.append({"name": "LITELLM_API_BASE", "value": settings.gateway_url})

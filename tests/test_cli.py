@@ -60,15 +60,17 @@ def test_dry_run_apply_then_nothing_left(repo, run):
     path = repo.working_tree_dir
     first = run("--dry-run", path)
     assert first.exit_code == 1, first.stderr
-    assert first.stdout.endswith("Plan: 10 to create, 0 to update, 0 to delete, 0 unchanged.\n")
+    assert first.stdout.endswith("Plan: agents 5 to create, 0 to update, 0 to delete, 0 unchanged; "
+                                 "objects 15 to create, 0 to update, 0 to delete, 0 unchanged.\n")
     assert not run.database.exists(), "a dry run writes nothing"
     applied = run("apply", path)
     assert applied.exit_code == 0, applied.stderr
     head = repo.head.commit.hexsha[:7]
-    assert applied.stdout.endswith("Plan: 10 to create, 0 to update, 0 to delete, 0 unchanged.\n"
-                                   f"Applied: 10 created, 0 updated, 0 deleted; revision {head} recorded\n")
+    assert applied.stdout.endswith("objects 15 to create, 0 to update, 0 to delete, 0 unchanged.\n"
+                                   f"Applied: 15 created, 0 updated, 0 deleted; revision {head} recorded\n")
     again = run("--dry-run", path)
-    assert (again.exit_code, again.stdout) == (0, "Plan: 0 to create, 0 to update, 0 to delete, 10 unchanged.\n")
+    assert (again.exit_code, again.stdout) == (0, "Plan: agents 0 to create, 0 to update, 0 to delete, 5 unchanged; "
+                                                  "objects 0 to create, 0 to update, 0 to delete, 15 unchanged.\n")
     assert run("diff", path).exit_code == 0
 
 
@@ -81,9 +83,14 @@ def test_a_commit_changes_only_its_agent(repo, run):
     assert result.exit_code == 1
     plan = json.loads(result.stdout)
     assert plan["revision"] == head
+    # The pool refers to the template by name: a model change does not touch it.
     assert [(c["action"], c["kind"], c["name"]) for c in plan["changes"]] == [
-        ("update", "SandboxTemplate", "research"), ("update", "SandboxWarmPool", "research")]
-    assert "-          value: gpt-4o\n+          value: gpt-4.1\n" in plan["changes"][0]["diff"]
+        ("update", "ConfigMap", "research"), ("update", "SandboxTemplate", "research")]
+    assert "-          value: gpt-4o\n+          value: gpt-4.1\n" in plan["changes"][1]["diff"]
+    [research] = [a for a in plan["agents"] if a["action"] != "unchanged"]
+    assert research["name"] == "research" and research["fields"] == [
+        {"path": "spec.model", "before": "gpt-4o", "after": "gpt-4.1"}]
+    assert [f["name"] for f in research["flags"]] == ["model-changed"]
 
 
 def test_deleting_a_spec_deletes_its_objects(repo, run):
@@ -92,8 +99,9 @@ def test_deleting_a_spec_deletes_its_objects(repo, run):
     commit(repo, "agents/research.yaml", None, "retire research")
     result = run("apply", path)
     assert result.exit_code == 0
-    assert result.stdout.endswith("Plan: 0 to create, 0 to update, 2 to delete, 8 unchanged.\n"
-                                  f"Applied: 0 created, 0 updated, 2 deleted; revision {repo.head.commit.hexsha[:7]} "
+    assert result.stdout.endswith("Plan: agents 0 to create, 0 to update, 1 to delete, 4 unchanged; "
+                                  "objects 0 to create, 0 to update, 3 to delete, 12 unchanged.\n"
+                                  f"Applied: 0 created, 0 updated, 3 deleted; revision {repo.head.commit.hexsha[:7]} "
                                   "recorded\n")
     assert run("--dry-run", path).exit_code == 0
 
@@ -143,8 +151,8 @@ def test_markdown_for_a_pull_request(repo, run):
     assert result.exit_code == 1
     md = result.stdout
     assert md.startswith("### agent-reconciler plan for source `default` at `")
-    assert "| 10 | 0 | 0 | 0 |" in md
-    assert md.count("<details>") == 5
+    assert "| agents | 5 | 0 | 0 | 0 |" in md and "| objects | 15 | 0 | 0 | 0 |" in md
+    assert md.count("<details>") == 5  # each new agent's objects, folded
 
 
 def test_container_env_values_never_leave_the_secret(repo, run, tmp_path):
@@ -153,13 +161,14 @@ def test_container_env_values_never_leave_the_secret(repo, run, tmp_path):
     result = run("apply", repo.working_tree_dir, "--render-dir", str(out), env=env)
     assert result.exit_code == 0, result.stderr
     assert "GITHUB_TOKEN: '***'" in result.stdout
-    assert result.stdout.endswith("Plan: 12 to create, 0 to update, 0 to delete, 0 unchanged.\n"
-                                  f"Applied: 12 created, 0 updated, 0 deleted; revision {repo.head.commit.hexsha[:7]} "
+    assert result.stdout.endswith("objects 17 to create, 0 to update, 0 to delete, 0 unchanged.\n"
+                                  f"Applied: 17 created, 0 updated, 0 deleted; revision {repo.head.commit.hexsha[:7]} "
                                   "recorded\n")
     dump = run.database.read_bytes()
     assert b"ghp_planted" not in dump
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.yaml"))
-    assert len(written) == 10 and "agents/sandbox-support-triage.yaml" in written
+    assert len(written) == 15 and "agents/sandbox-support-triage.yaml" in written
+    assert "agents/configmap-support-triage.yaml" in written
     assert all("ghp_planted" not in p.read_text() for p in out.rglob("*.yaml"))
     changed = run("diff", repo.working_tree_dir, env={"CONTAINER_ENV_GITHUB_TOKEN": "ghp_other"})
     assert changed.exit_code == 1
@@ -169,7 +178,7 @@ def test_container_env_values_never_leave_the_secret(repo, run, tmp_path):
 def test_apply_of_a_folder_says_what_it_recorded_and_documents_stay_as_they_are(tmp_path, run):
     shutil.copytree(EXAMPLES, tmp_path / "folder")
     text = run("apply", str(tmp_path / "folder"))
-    assert text.stdout.splitlines()[-1] == "Applied: 10 created, 0 updated, 0 deleted; revision (folder) recorded"
+    assert text.stdout.splitlines()[-1] == "Applied: 15 created, 0 updated, 0 deleted; revision (folder) recorded"
     plan = json.loads(run("apply", str(tmp_path / "folder"), "-o", "json").stdout)
     assert plan["kind"] == "Plan" and "Applied" not in json.dumps(plan)
     markdown = run("apply", str(tmp_path / "folder"), "-o", "markdown").stdout
@@ -188,7 +197,7 @@ def test_history_lists_runs(repo, run):
     assert run("apply", repo.working_tree_dir, "--work-tree").exit_code == 2
     runs = json.loads(run("history", "-o", "json").stdout)
     assert [r["outcome"] for r in runs] == ["failed", "succeeded"]
-    assert runs[1]["summary"] == {"create": 10, "update": 0, "delete": 0, "unchanged": 0}
+    assert runs[1]["summary"] == {"create": 15, "update": 0, "delete": 0, "unchanged": 0}
     assert runs[0]["errors"][0].startswith(str(Path(repo.working_tree_dir, "agents/research.yaml")))
 
 
@@ -276,10 +285,17 @@ def test_diff_between_two_revisions_needs_no_state(repo, run, tmp_path):
     plan = json.loads(result.stdout)
     assert plan["revision"] == repo.head.commit.hexsha
     assert sorted((c["action"], c["kind"], c["name"]) for c in plan["changes"]) == [
-        ("delete", "Sandbox", "support-triage"), ("delete", "SandboxTemplate", "support-triage"),
-        ("update", "SandboxTemplate", "research"), ("update", "SandboxWarmPool", "research")]
+        ("delete", "ConfigMap", "support-triage"), ("delete", "Sandbox", "support-triage"),
+        ("delete", "SandboxTemplate", "support-triage"),
+        ("update", "ConfigMap", "research"), ("update", "SandboxTemplate", "research")]
+    assert plan["sides"] == {"before": f"base {base[:7]}", "after": f"head {repo.head.commit.hexsha[:7]}"}
+    [config] = [c for c in plan["changes"] if c["kind"] == "ConfigMap" and c["name"] == "research"]
+    assert config["diff"].startswith(f"--- base {base[:7]}/ConfigMap agents/research\n"
+                                     f"+++ head {repo.head.commit.hexsha[:7]}/ConfigMap agents/research\n")
     same = CliRunner().invoke(main, ["diff", path, "--base", "HEAD", "--head", "HEAD"])
-    assert same.exit_code == 0 and same.stdout.startswith("Plan: 0 to create, 0 to update, 0 to delete")
+    head_sha = repo.head.commit.hexsha[:7]
+    assert same.exit_code == 0 and same.stdout.startswith(
+        f"Comparing base {head_sha} with head {head_sha} (source default)\n\nPlan: agents 0 to create, 0 to update")
     assert not run.database.exists()
     bad = CliRunner().invoke(main, ["diff", path, "--head", "HEAD"])
     assert bad.exit_code == 2 and "--head needs --base" in bad.stderr

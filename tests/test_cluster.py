@@ -61,18 +61,19 @@ def test_apply_creates_everything_then_a_no_op_writes_nothing(kube, repo, run):
     path = repo.working_tree_dir
     first = run("apply", path)
     assert first.exit_code == 0, first.stderr
-    assert len(writes(kube)) == 10
+    assert len(writes(kube)) == 15
     sandbox = kube.get(CORE, "sandboxes", "agents", "support-triage")
     assert sandbox["spec"]["operatingMode"] == "Running"
     assert sandbox["metadata"]["labels"]["agent-reconciler.io/source"] == "default"
     assert kube.get(EXT, "sandboxwarmpools", "agents", "code-review")["spec"]["replicas"] == 2
     kube.requests.clear()
     again = run("--dry-run", path)
-    assert (again.exit_code, again.stdout) == (0, "Plan: 0 to create, 0 to update, 0 to delete, 10 unchanged.\n")
+    assert (again.exit_code, again.stdout) == (0, "Plan: agents 0 to create, 0 to update, 0 to delete, 5 unchanged; "
+                                                  "objects 0 to create, 0 to update, 0 to delete, 15 unchanged.\n")
     applied = run("apply", path)
     assert applied.exit_code == 0 and writes(kube) == []
     lists = [p for m, p, q in kube.requests if m == "GET" and "labelSelector" in q]
-    assert len(lists) == 8  # one LIST per kind, per run
+    assert len(lists) == 10  # one LIST per kind, per run
 
 
 def test_a_changed_agent_patches_only_its_objects(kube, repo, run):
@@ -110,7 +111,7 @@ def test_max_prune_guards_large_deletions(kube, repo, run):
     commit(repo, "agents/data-team.yaml", None)
     commit(repo, "agents/research.yaml", None)
     refused = run("apply", path)
-    assert refused.exit_code == 2 and "delete 6 of 10 owned object(s), more than --max-prune 25%" in refused.stderr
+    assert refused.exit_code == 2 and "delete 9 of 15 owned object(s), more than --max-prune 25%" in refused.stderr
     assert run("apply", path, "--max-prune", "60").exit_code == 0
 
 

@@ -81,3 +81,44 @@ def test_the_example_pull_request_workflow_uses_real_commands_and_options():
         options = {opt for param in command.params for opt in param.opts}
         used = {word for word in call[2:] if word.startswith("-")}
         assert used <= options, used - options
+
+
+def test_the_plan_json_in_the_readme_has_the_codes_shape():
+    import json
+    from datetime import UTC, datetime
+
+    from factories import agent
+
+    from reconciler.agent_plan import plan_agents, side_of_spec
+    from reconciler.diffs import plan_document
+    from reconciler.plan import RecordedObject, make_plan
+    from reconciler.render import RenderSettings, render
+
+    documented = json.loads(re.search(r"### Plan JSON.*?```json\n(.*?)```", README, flags=re.S).group(1))
+    settings = RenderSettings(source="default", revision="r1", container_env={"A": "1"}, now=datetime.now(UTC))
+    before, after = [agent("a"), agent("gone")], [agent("a", model="gpt-4.1", system_prompt="New.")]
+    recorded = [RecordedObject(o.api_version, o.kind, o.namespace, o.name, o.record, o.agent)
+                for o in render(before, settings)]
+    plan = make_plan(render(after, settings), recorded, source="default", revision="r2")
+    plan = plan.__class__(plan.changes, plan.source, plan.revision,
+                          plan_agents(plan.changes, after, {a.key: side_of_spec(a) for a in before}))
+    actual = plan_document(plan)
+    assert documented["apiVersion"] == actual["apiVersion"]
+    assert list(documented) == list(actual)
+    assert set(documented["summary"]) == set(actual["summary"])
+    assert set(documented["summary"]["agents"]) == set(actual["summary"]["agents"])
+    [updated] = [a for a in actual["agents"] if a["action"] == "update"]
+    [shown] = documented["agents"]
+    assert list(shown) == list(updated)
+    for part in ("fields", "flags", "objects"):
+        assert list(shown[part][0]) == list(updated[part][0]), part
+    assert set(shown["prompt"]) == set(updated["prompt"])
+    assert list(documented["changes"][0]) == list(actual["changes"][0])
+
+
+def test_every_risk_flag_is_in_the_readmes_table_and_no_other():
+    from reconciler.risks import FLAGS
+
+    table = README[README.index("| flag | raised when |"):]
+    table = table[:table.index("\n\n")]
+    assert re.findall(r"^\| `([a-z-]+)` \|", table, flags=re.M) == list(FLAGS)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from factories import agent
 
 from reconciler import diffs
+from reconciler.plan_markdown import render_markdown
 from reconciler.plan import RecordedObject, make_plan
 from reconciler.render import RenderSettings, render
 
@@ -26,7 +27,7 @@ def recorded_from(objects) -> list[RecordedObject]:
 
 def test_first_plan_creates_everything():
     plan = make_plan(render([agent("a"), agent("b")], settings()), [], source="main", revision="r1")
-    assert plan.summary == {"create": 5, "update": 0, "delete": 0, "unchanged": 0, "suspended": 0, "drift": 0}
+    assert plan.summary == {"create": 7, "update": 0, "delete": 0, "unchanged": 0, "suspended": 0, "drift": 0}
     assert plan.has_changes
 
 
@@ -34,7 +35,7 @@ def test_same_specs_at_a_new_revision_change_nothing():
     agents = [agent("a"), agent("b", mode="warm-pool")]
     recorded = recorded_from(render(agents, settings("r1")))
     plan = make_plan(render(agents, settings("r2", now=NOW + timedelta(days=1))), recorded, source="main")
-    assert plan.summary["unchanged"] == 5 and not plan.has_changes
+    assert plan.summary["unchanged"] == 7 and not plan.has_changes
 
 
 def test_one_field_changed_updates_only_that_agents_objects():
@@ -42,19 +43,19 @@ def test_one_field_changed_updates_only_that_agents_objects():
     plan = make_plan(render([agent("a", image="ghcr.io/acme/harness:2.0"), agent("b")], settings()), recorded,
                      source="main")
     updates = [str(c.key) for c in plan.changes if c.action == "update"]
-    assert updates == ["SandboxTemplate agents/a", "Sandbox agents/a"]
+    assert updates == ["ConfigMap agents/a", "SandboxTemplate agents/a", "Sandbox agents/a"]
     text = diffs.render_text(plan)
     assert "-        image: ghcr.io/acme/harness:1.4" in text
     assert "+        image: ghcr.io/acme/harness:2.0" in text
-    assert text.endswith("Plan: 0 to create, 2 to update, 0 to delete, 3 unchanged.\n")
+    assert text.endswith("objects 0 to create, 3 to update, 0 to delete, 4 unchanged.\n")
 
 
 def test_removed_agent_is_deleted_in_reverse_order():
     recorded = recorded_from(render([agent("a"), agent("b")], settings()))
     plan = make_plan(render([agent("a")], settings()), recorded, source="main")
     deletes = [str(c.key) for c in plan.changes if c.action == "delete"]
-    assert deletes == ["Sandbox agents/b", "SandboxTemplate agents/b"]
-    assert plan.pending[-1].key.kind == "SandboxTemplate"
+    assert deletes == ["Sandbox agents/b", "SandboxTemplate agents/b", "ConfigMap agents/b"]
+    assert plan.pending[-1].key.kind == "ConfigMap"
 
 
 def test_secret_values_are_masked_and_a_changed_value_is_marked():
@@ -66,7 +67,7 @@ def test_secret_values_are_masked_and_a_changed_value_is_marked():
     text = diffs.render_text(plan)
     assert "-  TOKEN: '***'" in text and "+  TOKEN: '*** (changed)'" in text
     assert "OTHER: '***'" in text and "OTHER: '*** (changed)'" not in text
-    for output in (text, diffs.render_json(plan), diffs.render_markdown(plan)):
+    for output in (text, diffs.render_json(plan), render_markdown(plan)):
         assert "tok-one-123" not in output and "tok-two-456" not in output
         assert "sha256:" not in output
 
@@ -76,7 +77,7 @@ def test_suspended_agent_changes_are_shown_not_counted():
     desired = render([agent("a", image="other:1", suspend=True)], settings())
     plan = make_plan(desired, recorded, source="main", suspended_agents=frozenset({"agents/a"}))
     assert not plan.has_changes and plan.pending == []
-    assert plan.summary["suspended"] == 2
+    assert plan.summary["suspended"] == 3
     assert "suspended: not applied" in diffs.render_text(plan)
 
 
@@ -95,29 +96,28 @@ def test_json_shape():
     doc = json.loads(diffs.render_json(make_plan(render([agent("a")], settings()), [], source="main",
                                                  revision="r1")))
     assert doc["kind"] == "Plan" and doc["revision"] == "r1" and doc["source"] == "main"
-    assert doc["summary"] == {"create": 3, "update": 0, "delete": 0, "unchanged": 0, "suspended": 0, "drift": 0}
-    first = doc["changes"][0]
+    assert doc["summary"] == {"create": 4, "update": 0, "delete": 0, "unchanged": 0, "suspended": 0, "drift": 0,
+                              "agents": {"create": 0, "update": 0, "delete": 0, "unchanged": 0}}
+    first = doc["changes"][1]
     assert set(first) == {"action", "apiVersion", "kind", "namespace", "name", "agent", "file", "line",
-                          "suspended", "drift", "applied", "diff", "before", "after"}
+                          "suspended", "drift", "applied", "blocked", "diff", "before", "after"}
     assert first["kind"] == "Secret" and first["after"]["data"] == {"TOKEN": "***"}
-    assert doc["changes"][1]["file"] == "repo/a.yaml" and doc["changes"][1]["line"] == 1
+    assert doc["changes"][0]["file"] == "repo/a.yaml" and doc["changes"][0]["line"] == 1
 
 
 def test_markdown_has_summary_table_and_one_details_block_per_agent():
     recorded = recorded_from(render([agent("a"), agent("b")], settings()))
     plan = make_plan(render([agent("a", model="gpt-4o"), agent("c")], settings()), recorded, source="main",
                      revision="0123456789abcdef")
-    md = diffs.render_markdown(plan)
-    assert "| 2 | 2 | 2 | 1 |" in md
-    assert md.count("<details>") == 3
-    assert "<summary><code>agents/a</code>: 2 to update</summary>" in md
-    assert "<summary><code>agents/b</code>: 2 to delete</summary>" in md
+    md = render_markdown(plan)
+    assert "| objects | 3 | 3 | 3 | 1 |" in md
+    assert md.count("<details>") == 1  # no agent level here: the changed objects, folded together
     assert "`0123456789ab`" in md
 
 
 def test_no_change_markdown_says_so():
     objects = render([agent("a")], settings())
-    md = diffs.render_markdown(make_plan(objects, recorded_from(objects), source="main"))
+    md = render_markdown(make_plan(objects, recorded_from(objects), source="main"))
     assert "No changes." in md
 
 
@@ -130,7 +130,8 @@ def test_colour_only_when_asked():
 def test_a_live_change_with_the_same_spec_is_drift():
     objects = render([agent("a")], settings())
     recorded = recorded_from(objects)
-    recorded[1].record["spec"]["podTemplate"]["spec"]["containers"][0]["image"] = "edited:by-hand"
+    [sandbox] = [r for r in recorded if r.kind == "Sandbox"]
+    sandbox.record["spec"]["podTemplate"]["spec"]["containers"][0]["image"] = "edited:by-hand"
     plan = make_plan(objects, recorded, source="main")
     [change] = plan.pending
     assert change.drift and plan.summary["drift"] == 1

@@ -5,6 +5,7 @@ namespace that it deletes at the end.
 """
 from __future__ import annotations
 
+import json
 import os
 import uuid
 
@@ -31,14 +32,32 @@ def test_apply_no_op_change_and_prune_on_a_real_cluster(tmp_path):
     def run(*args: str):
         return CliRunner().invoke(main, [*args, str(specs), *common])
 
+    core = client.CoreV1Api(config.new_client_from_config(KUBECONFIG))
     try:
         assert run("apply", "--create-namespaces").exit_code == 0
         assert run("diff").exit_code == 0, "an unchanged revision shows no difference on a real server"
-        (specs / "a.yaml").write_text(agent_yaml("a", namespace).replace("harness:1.4", "harness:1.5"))
+        # The agent's ConfigMap holds its prompt and definition, and its sandbox mounts it.
+        config_map = core.read_namespaced_config_map("a", namespace)
+        assert config_map.data["system-prompt.md"] == "You help."
+        assert json.loads(config_map.data["agent.json"])["spec"]["model"] == "gpt-4o-mini"
+        sandbox = client.CustomObjectsApi(config.new_client_from_config(KUBECONFIG)).get_namespaced_custom_object(
+            "agents.x-k8s.io", "v1beta1", namespace, "sandboxes", "a")
+        pod = sandbox["spec"]["podTemplate"]["spec"]
+        assert pod["volumes"] == [{"name": "agent-config", "configMap": {"name": "a"}}]
+        assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == "/etc/agent"
+        (specs / "a.yaml").write_text(agent_yaml("a", namespace).replace("You help.", "You help, briefly."))
+        prompt = run("diff", "-o", "json")
+        assert prompt.exit_code == 1
+        assert [c["kind"] for c in json.loads(prompt.stdout)["changes"]] == ["ConfigMap"]
+        assert run("apply").exit_code == 0
+        assert core.read_namespaced_config_map("a", namespace).data["system-prompt.md"] == "You help, briefly."
+        assert run("diff").exit_code == 0
+        (specs / "a.yaml").write_text(agent_yaml("a", namespace).replace("harness:1.4", "harness:1.5")
+                                      .replace("You help.", "You help, briefly."))
         assert run("diff").exit_code == 1
         assert run("apply").exit_code == 0
         (specs / "b.yaml").unlink()
         assert run("apply", "--max-prune", "100").exit_code == 0
         assert run("diff").exit_code == 0
     finally:
-        client.CoreV1Api(config.new_client_from_config(KUBECONFIG)).delete_namespace(namespace)
+        core.delete_namespace(namespace)

@@ -42,13 +42,13 @@ def sync(state, agents, revision, *, env=None):
 def test_apply_records_objects_agents_and_the_run(url):
     state = open_state(url, create=True)
     plan, result = sync(state, [agent("a"), agent("b", mode="warm-pool")], "r1")
-    assert (result.created, result.updated, result.deleted) == (5, 0, 0)
+    assert (result.created, result.updated, result.deleted) == (7, 0, 0)  # the Secret, then 3 per agent
     again = make_plan([c.desired for c in plan.changes], state.recorded_objects("main"), source="main")
     assert not again.has_changes
     assert [(a.name, a.status, a.revision) for a in state.agents("main")] == [("a", "synced", "r1"),
                                                                               ("b", "synced", "r1")]
     [run] = state.history("main")
-    assert (run.outcome, run.revision, run.counts["create"]) == ("succeeded", "r1", 5)
+    assert (run.outcome, run.revision, run.counts["create"]) == ("succeeded", "r1", 7)
 
 
 def test_times_come_back_in_utc_with_their_zone(url):
@@ -74,7 +74,7 @@ def test_only_changed_agents_move_and_removed_ones_are_soft_deleted(url):
     state = open_state(url, create=True)
     sync(state, [agent("a"), agent("b")], "r1")
     _, result = sync(state, [agent("a", image="img:2")], "r2")
-    assert (result.updated, result.deleted, result.unchanged) == (2, 2, 1)
+    assert (result.updated, result.deleted, result.unchanged) == (3, 3, 1)
     rows = {a.name: (a.status, a.revision) for a in state.agents("main", include_deleted=True)}
     assert rows == {"a": ("synced", "r2"), "b": ("deleted", "r1")}
     assert [a.name for a in state.agents("main")] == ["a"]
@@ -255,7 +255,7 @@ def test_one_writer_at_a_time(url):
         release.set()
         thread.join()
     _, result = sync(open_state(url, create=True), [agent("a")], "r1")
-    assert result.created == 3
+    assert result.created == 4
 
 
 def test_the_writer_lock_holds_behind_a_pooler_in_transaction_mode(tmp_path):
@@ -298,5 +298,5 @@ def test_connection_lost_mid_sync_leaves_no_half_revision_and_the_next_run_conve
         event.remove(state.engine, "before_cursor_execute", kill)
         assert (state.recorded_objects("main"), [(a.name, a.revision) for a in state.agents("main")]) == before
         _, result = sync(state, [agent("a", image="img:2"), agent("b")], "r2")
-        assert (result.created, result.updated) == (2, 2)
+        assert (result.created, result.updated) == (3, 3)
         assert [(a.name, a.revision) for a in state.agents("main")] == [("a", "r2"), ("b", "r2")]

@@ -208,7 +208,7 @@ def test_log_lines_name_the_revision_and_each_changed_agent(tmp_path, remote):
         logger.setLevel(level)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     about_b = [e for e in lines if e.get("agent") == "agents/b"]
-    assert [e["message"] for e in about_b] == ["agent agents/b: create SandboxTemplate, create Sandbox"]
+    assert [e["message"] for e in about_b] == ["agent agents/b: create ConfigMap, create SandboxTemplate, create Sandbox"]
     assert about_b[0]["revision"] == head
     assert all("revision" in e for e in lines if e["message"].startswith(("agent ", "revision ")))
 
@@ -239,8 +239,8 @@ def test_applied_and_refused_revisions_log_sentences_with_their_figures_as_field
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     first = remote.head.commit.parents[0].hexsha
     applied = next(e for e in lines if e["message"].startswith(f"revision {first[:12]} applied"))
-    assert applied["message"] == f"revision {first[:12]} applied: 2 created, 0 updated, 0 deleted, 0 unchanged"
-    assert applied["changes"] == {"created": 2, "updated": 0, "deleted": 0, "unchanged": 0}
+    assert applied["message"] == f"revision {first[:12]} applied: 3 created, 0 updated, 0 deleted, 0 unchanged"
+    assert applied["changes"] == {"created": 3, "updated": 0, "deleted": 0, "unchanged": 0}
     refused = next(e for e in lines if e["message"].startswith(f"revision {head[:12]} not applied"))
     assert refused["message"] == f"revision {head[:12]} not applied: revision {head} has 2 error(s); " \
         "nothing was applied"

@@ -131,7 +131,7 @@ def test_metrics(running, remote):
     with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as answer:  # noqa: S310
         text = answer.read().decode()
     assert 'agent_reconciler_reconcile_total{outcome="succeeded",source="default"} 2.0' in text
-    assert 'agent_reconciler_objects_total{action="create",source="default"} 4.0' in text
+    assert 'agent_reconciler_objects_total{action="create",source="default"} 6.0' in text
     assert f'agent_reconciler_last_applied_revision_info{{revision="{head}",source="default"}} 1.0' in text
     assert 'agent_reconciler_webhook_requests_total{kind="github",status="202"} 1.0' in text
     assert 'agent_reconciler_webhook_requests_total{kind="github",status="401"} 1.0' in text

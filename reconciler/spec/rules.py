@@ -9,7 +9,7 @@ from typing import Any
 from reconciler.spec.load import pointer_from_path, pointer_join
 
 # Set by the reconciler inside every sandbox; highest precedence, so a spec may not set them.
-RESERVED_ENV = frozenset({"AGENT_NAME", "AGENT_NAMESPACE", "AGENT_MODEL", "LITELLM_API_BASE"})
+RESERVED_ENV = frozenset({"AGENT_NAME", "AGENT_NAMESPACE", "AGENT_MODEL", "AGENT_CONFIG_DIR", "LITELLM_API_BASE"})
 
 # Label and annotation keys the reconciler owns on every rendered object.
 RESERVED_KEY_PREFIXES = ("agent-reconciler.io/",)

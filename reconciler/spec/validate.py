@@ -5,6 +5,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from reconciler.agent_config import CONFIG_MAP_LIMIT, config_data, config_size, spec_dict
 from reconciler.errors import FileRefError, Problem
 from reconciler.spec.load import Document, LoadLimits, load_file, pointer_from_path
 from reconciler.spec.model import AgentSpec, Origin, agent_from_document
@@ -121,8 +122,15 @@ def _parse_document(doc: Document, path: str, *, read_file: FileReader,
     if problems:
         return None, problems
     origin = Origin(path=path, file=doc.file, line=doc.line, column=doc.column)
-    return agent_from_document(doc.data, origin=origin, default_namespace=default_namespace,
-                               system_prompt=prompt), []
+    agent = agent_from_document(doc.data, origin=origin, default_namespace=default_namespace, system_prompt=prompt)
+    size = config_size(config_data(spec_dict(agent)))
+    if size > CONFIG_MAP_LIMIT:
+        # The ConfigMap that carries the agent into its sandbox would be refused by the API server.
+        field = "/spec/systemPromptFile" if "systemPromptFile" in spec else "/spec/systemPrompt"
+        return None, [problem(field, f"the agent's definition and prompt take {size:,} bytes, more than the "
+                                     f"{CONFIG_MAP_LIMIT:,} a ConfigMap can hold (the prompt is "
+                                     f"{len(prompt.encode()):,} bytes)", "shorten the prompt")]
+    return agent, []
 
 
 def _read_prompt(name: str, spec_path: str, read_file: FileReader) -> tuple[str, list[tuple[str, str]]]:

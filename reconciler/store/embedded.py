@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, create_engine, delete, event, insert, select, update
+from sqlalchemy import bindparam, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -25,7 +25,7 @@ from reconciler.plan import Change, Plan, RecordedObject
 from reconciler.render import AgentRecord, DesiredObject, ObjectKey, record_digest
 from reconciler.store import migrate
 from reconciler.store.lock import writer_lock
-from reconciler.store.models import Agent, Meta, StoredObject, SyncRun
+from reconciler.store.models import Agent, ChatSession, Meta, StoredObject, SyncRun
 
 SALT_KEY = "secret_fingerprint_salt"
 # How long a SQLite connection waits for another one's write lock.
@@ -174,6 +174,19 @@ class EmbeddedState:
             query = query.where(Agent.status == "synced")
         with self._session() as session:
             return list(session.scalars(query))
+
+    def session_counts(self, agents: Sequence[str]) -> dict[str, int]:
+        """Chat sessions per agent ("namespace/name"); agents without any are left out."""
+        if self._engine is None or not agents:
+            return {}
+        table = ChatSession.__table__
+        wanted = {tuple(key.split("/", 1)) for key in agents}
+        with self._session() as session:
+            rows = session.execute(
+                select(table.c.agent_namespace, table.c.agent_name, func.count())
+                .where(table.c.agent_namespace.in_(sorted({ns for ns, _ in wanted})))
+                .group_by(table.c.agent_namespace, table.c.agent_name)).all()
+        return {f"{ns}/{name}": count for ns, name, count in rows if (ns, name) in wanted}
 
     def history(self, source: str | None = None, limit: int = 20) -> list[SyncRunView]:
         if self._engine is None:
