@@ -75,8 +75,9 @@ class AgentChange:
     fields: tuple[FieldChange, ...] = ()
     prompt: PromptChange | None = None
     flags: tuple[Flag, ...] = ()
-    objects: tuple[Change, ...] = ()
     suspended: bool = False
+    # Whether any of its objects changes (which ones: Plan.objects_of).
+    objects_change: bool = False
     # The state database's record (what chat reads) differs from the revision.
     record_changed: bool = False
     # Said once about the change, e.g. that the earlier definition is not known.
@@ -149,8 +150,7 @@ def plan_agents(changes: Sequence[Change], after: Sequence[AgentSpec], before: M
                 and not record_changed and env_before == env_after and not env_changed
                 and all(c.action == "unchanged" for c in objects)):
             # The common case, decided without comparing field by field.
-            result.append(AgentChange(namespace, name, "unchanged", new.file, new.line, objects=objects,
-                                      suspended=spec.suspend))
+            result.append(AgentChange(namespace, name, "unchanged", new.file, new.line, suspended=spec.suspend))
             continue
         fields = _fields(old, new) + _environment_fields(env_before if old else set(), env_after if new else set(),
                                                          env_changed if old and new else set())
@@ -161,8 +161,8 @@ def plan_agents(changes: Sequence[Change], after: Sequence[AgentSpec], before: M
                             sessions=None if sessions is None else sessions.get(key, 0))
         result.append(AgentChange(
             namespace, name, action, where.file if where else None, where.line if where else None,
-            tuple(fields), prompt, flags if action != "unchanged" else (), objects,
-            suspended=bool(spec and spec.suspend), record_changed=record_changed, note=note))
+            tuple(fields), prompt, flags if action != "unchanged" else (), suspended=bool(spec and spec.suspend),
+            objects_change=any(c.action != "unchanged" for c in objects), record_changed=record_changed, note=note))
     return tuple(result)
 
 

@@ -304,12 +304,30 @@ def diff(path: str, output: str, colour: str, base: str | None, head: str | None
     else:
         outcome = _reconcile(settings, dry_run=True)
     _print_plan(outcome, output, colour)
-    raised = {name: agents for name, agents in outcome.plan.flags.items() if name in fail_on}
-    if raised:
-        for name, agents in raised.items():
-            click.echo(f"error: flag {name} is raised by {', '.join(agents)} (--fail-on)", err=True)
-        sys.exit(EXIT_INVALID)
-    sys.exit(EXIT_CHANGES if outcome.plan.has_changes else 0)
+    sys.exit(_dry_run_exit(outcome, fail_on))
+
+
+def _dry_run_exit(outcome: Outcome, fail_on: frozenset[str]) -> int:
+    """After the plan is printed: what would refuse it, on stderr, and the exit code (as `kubectl diff`)."""
+    plan = outcome.plan
+    blocked = [c for c in plan.changes if c.blocked]
+    shown = {c.key for c in blocked}
+    failures = [f for f in (outcome.cluster.failures if outcome.cluster else []) if f.key not in shown
+                and not f.message.startswith("skipped: ")]
+    for failure in failures:
+        click.echo(str(failure), err=True)
+    reasons = sorted({c.blocked for c in blocked if c.blocked})
+    for reason in reasons:
+        click.echo(f"error: {reason}", err=True)
+    raised = {name: agents for name, agents in plan.flags.items() if name in fail_on}
+    for name, agents in raised.items():
+        click.echo(f"error: flag {name} is raised by {', '.join(agents)} (--fail-on)", err=True)
+    if reasons or raised:
+        return EXIT_INVALID
+    if failures:
+        click.echo(f"error: the cluster would refuse {len(failures)} object(s)", err=True)
+        return ClusterApplyFailed.exit_code
+    return EXIT_CHANGES if plan.has_changes else 0
 
 
 @main.command(epilog=examples("reconcile apply examples/",

@@ -48,6 +48,7 @@ class Settings:
     force_conflicts: bool = False
     allow_empty: bool = False
     max_prune: float = 25.0
+    prune_container_env: bool = False
     drift_policy: str = "heal"
     create_namespaces: bool = False
     adopt: bool = False
@@ -174,6 +175,9 @@ APPLY_OPTIONS: list[Callable[[Any], Any]] = [
                       "override with spec.driftPolicy). [env: RECONCILER_DRIFT_POLICY]"),
     click.option("--max-prune", type=click.FloatRange(0, 100), default=25.0, show_default=True,
                  help="Largest share (percent) of owned objects one revision may delete."),
+    click.option("--prune-container-env", is_flag=True, default=False,
+                 help="Allow removing CONTAINER_ENV_ variables from the sandboxes while others remain "
+                      "(a run with none set leaves them all as they are)."),
 ]
 
 CLUSTER_OPTIONS = CONNECTION_OPTIONS + APPLY_OPTIONS

@@ -112,6 +112,8 @@ def where(change: Change) -> str:
         parts.append(f"agent {change.agent}")
     if change.origin is not None:
         parts.append(f"{change.origin.file}:{change.origin.line}")
+    if change.environment:
+        parts.append("environment: the reconciler's CONTAINER_ENV_ variables, not Git")
     if change.drift:
         parts.append("drift: changed on the cluster, not in Git" + ("; detect only, not put back"
                                                                      if change.detect_only else ""))
@@ -169,14 +171,17 @@ def render_text(plan: Plan, *, colour: bool = False) -> str:
     for agent in plan.agents:
         if agent.action == "unchanged":
             continue
-        out += _agent_text(agent, plan.sides, colour)
+        out += _agent_text(agent, plan, colour)
     for change in shared:
         out += _object_text(change, plan.sides, colour)
+    out += [f"note: {note}" for note in plan.notes]
+    if plan.refused:
+        out.append(_paint(f"refused: {plan.refused}", "-", colour))
     out.append(summary_line(plan))
     return "\n".join(out) + "\n"
 
 
-def _agent_text(agent: AgentChange, sides: tuple[str, str], colour: bool) -> list[str]:
+def _agent_text(agent: AgentChange, plan: Plan, colour: bool) -> list[str]:
     where_text = f" ({agent.file}:{agent.line})" if agent.file and agent.line else (
         f" ({agent.file})" if agent.file else "")
     state = " (suspended: not applied)" if agent.suspended else ""
@@ -196,9 +201,8 @@ def _agent_text(agent: AgentChange, sides: tuple[str, str], colour: bool) -> lis
     for flag in agent.flags:
         out.append("    " + _paint(f"! {flag.name}: {flag.reason}", "flag", colour))
     out.append("")
-    for change in agent.objects:
-        if change.action != "unchanged":
-            out += _object_text(change, sides, colour)
+    for change in plan.objects_of(agent.key):
+        out += _object_text(change, plan.sides, colour)
     return out
 
 
@@ -276,7 +280,9 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "sides": {"before": plan.sides[0], "after": plan.sides[1]},
         "summary": {**plan.summary, "agents": plan.agent_summary},
         "flags": plan.flags,
-        "agents": [agent_document(a) for a in plan.agents],
+        "notes": list(plan.notes),
+        "refused": plan.refused,
+        "agents": [agent_document(a, plan.objects_of(a.key)) for a in plan.agents],
         "changes": changes,
     }
 
@@ -294,7 +300,8 @@ def object_document(change: Change, sides: tuple[str, str]) -> dict[str, Any]:
         "line": change.origin.line if change.origin else None,
         "suspended": change.suspended,
         "drift": change.drift,
-        "applied": change.applies,
+        "environment": change.environment,
+        "applied": change.applies and not change.blocked,
         "blocked": change.blocked,
         "diff": unified(change, sides),
         "before": before,
@@ -302,7 +309,7 @@ def object_document(change: Change, sides: tuple[str, str]) -> dict[str, Any]:
     }
 
 
-def agent_document(agent: AgentChange) -> dict[str, Any]:
+def agent_document(agent: AgentChange, objects: list[Change]) -> dict[str, Any]:
     prompt = None
     if agent.prompt is not None:
         prompt = {"before": agent.prompt.before, "after": agent.prompt.after, "diff": agent.prompt.diff,
@@ -320,7 +327,7 @@ def agent_document(agent: AgentChange) -> dict[str, Any]:
         "prompt": prompt,
         "flags": [{"name": f.name, "reason": f.reason} for f in agent.flags],
         "objects": [{"action": c.action, "kind": c.key.kind, "namespace": c.key.namespace, "name": c.key.name}
-                    for c in agent.objects if c.action != "unchanged"],
+                    for c in objects],
     }
 
 

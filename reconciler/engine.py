@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from reconciler import guards
 from reconciler.agent_plan import plan_agents, side_of_config_map, side_of_record, side_of_spec
 from reconciler.config import Settings
 from reconciler.container_env import container_env
@@ -34,6 +35,7 @@ from reconciler.render import (
     comparable,
     managed_kinds,
     render_agents,
+    secret_name,
 )
 from reconciler.source import open_source
 from reconciler.source.snapshot import Snapshot
@@ -86,7 +88,7 @@ class SourceSuspended(ReconcilerError):
 
 
 class UnsafePrune(ReconcilerError):
-    """A plan that would delete everything, or too much at once, without the flag that allows it."""
+    """A plan a guard refuses (see guards): too much pruned at once, or CONTAINER_ENV_ variables removed."""
 
 
 def read_revision(settings: Settings, *, cache: ParseCache | None = None) -> Revision:
@@ -106,11 +108,12 @@ def read_revision(settings: Settings, *, cache: ParseCache | None = None) -> Rev
 
 
 def render_revision(revision: Revision, settings: Settings, *, salt: str, clock: Clock = _utc_now,
-                    memo: RenderMemo | None = None) -> tuple[list[DesiredObject], list[AgentRecord]]:
+                    memo: RenderMemo | None = None,
+                    kept_env: frozenset[str] = frozenset()) -> tuple[list[DesiredObject], list[AgentRecord]]:
     render_settings = RenderSettings(
         source=settings.source_name, revision=revision.id, sandbox_api_version=settings.sandbox_api_version,
         gateway_url=settings.gateway_url, container_env=container_env(settings.environ), secret_salt=salt,
-        now=clock())
+        now=clock(), kept_env_namespaces=kept_env)
     agents = revision.parsed.agents
     return render_agents(agents, render_settings, memo)
 
@@ -137,20 +140,30 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
         raise
     if on_read is not None:
         on_read(revision)
-    desired, records = render_revision(revision, settings, salt=state.salt(), clock=clock, memo=memo)
     live = read_live(cluster, settings) if cluster else {}
+    kept_env = kept_environment(settings, live if cluster else None, state)
+    desired, records = render_revision(revision, settings, salt=state.salt(), clock=clock, memo=memo,
+                                       kept_env=kept_env)
     recorded = live_state(live, desired, salt=state.salt()) if cluster else state.recorded_objects(
         settings.source_name, desired)
+    secret = secret_name(settings.source_name)
+    # Kept Secrets are neither written nor pruned: this run knows no values for them.
+    recorded = [r for r in recorded if not (r.kind == "Secret" and r.name == secret and r.namespace in kept_env)]
     plan = plan_revision(revision, desired, recorded, settings)
     plan = review_agents(plan, revision, records, state, live=live if cluster else None)
+    if kept_env:
+        plan = dataclasses.replace(plan, notes=(*plan.notes, KEPT_ENV_NOTE.format(count=len(kept_env))))
+    if plan.refused and not dry_run:
+        record_failure(revision=revision.id, errors=[plan.refused])
+        raise UnsafePrune(plan.refused)
     applied = None
     if cluster is not None:
         plan, applied = sync_cluster(cluster, plan, live, settings, dry_run=dry_run)
-        if not applied.ok:
-            if not dry_run:
-                record_failure(revision=revision.id, errors=[str(f) for f in applied.failures])
+        if not applied.ok and not dry_run:
+            record_failure(revision=revision.id, errors=[str(f) for f in applied.failures])
             raise ClusterApplyFailed(Outcome(revision, plan, tuple(desired), cluster=applied))
     if dry_run:
+        # Refusals and the server's rejections are part of what a dry run shows.
         return Outcome(revision, plan, tuple(desired), cluster=applied)
     suspended = frozenset(a.key for a in revision.parsed.agents if a.suspend)
     result = state.apply(plan, records, trigger=trigger, suspended=suspended)
@@ -199,16 +212,33 @@ def review_agents(plan: Plan, revision: Revision, records: list[AgentRecord], st
     return dataclasses.replace(plan, agents=agents, sides=("live" if live is not None else "recorded", "desired"))
 
 
+def kept_environment(settings: Settings, live: dict[ObjectKey, dict[str, Any]] | None,
+                     state: EmbeddedState) -> frozenset[str]:
+    """With no CONTAINER_ENV_ variable set: the namespaces whose container-env Secret exists, left as it is."""
+    if container_env(settings.environ):
+        return frozenset()
+    name = secret_name(settings.source_name)
+    if live is not None:
+        return frozenset(k.namespace for k in live if k.kind == "Secret" and k.name == name)
+    return frozenset(r.namespace for r in state.recorded_objects(settings.source_name)
+                     if r.kind == "Secret" and r.name == name)
+
+
+KEPT_ENV_NOTE = ("no CONTAINER_ENV_ variable is set in this environment: the container-env Secret of "
+                 "{count} namespace(s) and every sandbox's envFrom are left as they are")
+
+
 def plan_revision(revision: Revision, desired: list[DesiredObject], recorded: list[RecordedObject],
                   settings: Settings, *, guard: bool = True) -> Plan:
-    """The plan, with each agent's suspension and drift policy, refused when it would prune unsafely."""
+    """The plan, with each agent's suspension and drift policy; `guard` marks what the guards refuse."""
     agents = revision.parsed.agents
     plan = make_plan(
         desired, recorded, source=settings.source_name, revision=revision.id,
         suspended_agents=frozenset(a.key for a in agents if a.suspend),
         detect_only_agents=frozenset(a.key for a in agents if (a.drift_policy or settings.drift_policy) == "detect"))
     if guard:
-        check_prune(plan, owned=len(recorded), allow_empty=settings.allow_empty, max_prune=settings.max_prune)
+        plan = guards.guard(plan, owned=len(recorded), allow_empty=settings.allow_empty, max_prune=settings.max_prune,
+                            prune_container_env=settings.prune_container_env)
     return plan
 
 
@@ -272,18 +302,3 @@ def drifted(recorded: list[RecordedObject], live: dict[ObjectKey, dict[str, Any]
         elif comparable(live_record(obj, rec.record, manager=FIELD_MANAGER, salt=salt)) != comparable(rec.record):
             found.append((rec.agent, f"{rec.kind} changed"))
     return found
-
-
-def check_prune(plan: Plan, *, owned: int, allow_empty: bool, max_prune: float) -> None:
-    """Refuse deleting every owned object, or more than `max_prune` percent of them, at once."""
-    deletes = plan.count("delete")
-    if not deletes:
-        return
-    if deletes == owned:
-        if allow_empty:
-            return
-        raise UnsafePrune(f"the revision would delete all {owned} object(s) this source owns; if that is "
-                          "intended, pass --allow-empty")
-    if deletes * 100 > max_prune * owned:
-        raise UnsafePrune(f"the revision would delete {deletes} of {owned} owned object(s), more than "
-                          f"--max-prune {max_prune:g}%; raise --max-prune if that is intended")

@@ -57,6 +57,8 @@ class Change:
     desired: DesiredObject | None = None
     # The spec in Git did not change but the live object did (an edit by hand).
     drift: bool = False
+    # Caused by the CONTAINER_ENV_ variables of the reconciler's environment, not by Git (never drift).
+    environment: bool = False
     # Drift policy "detect": drift is reported, not put back.
     detect_only: bool = False
     # Why this change cannot be applied as it stands (for example an object someone else created).
@@ -76,6 +78,10 @@ class Plan:
     agents: tuple[AgentChange, ...] = ()
     # What the two sides of each diff are called: (before, after).
     sides: tuple[str, str] = ("recorded", "desired")
+    # Said once about the whole plan.
+    notes: tuple[str, ...] = ()
+    # Why applying this plan is refused (an unsafe prune, a removed variable); a dry run still shows it.
+    refused: str | None = None
 
     def count(self, action: Action) -> int:
         return sum(1 for c in self.changes if c.action == action and c.applies)
@@ -97,6 +103,18 @@ class Plan:
         """
         return any(c.applies or (c.drift and not c.suspended) for c in self.changes) or any(
             a.applies for a in self.agents)
+
+    def objects_of(self, agent: str) -> list[Change]:
+        """The agent's objects that change, in apply order."""
+        return self._by_agent.get(agent, [])
+
+    @cached_property
+    def _by_agent(self) -> dict[str, list[Change]]:
+        found: dict[str, list[Change]] = {}
+        for change in self.changes:
+            if change.agent and change.action != "unchanged":
+                found.setdefault(change.agent, []).append(change)
+        return found
 
     @property
     def agent_summary(self) -> dict[str, int]:
@@ -136,13 +154,17 @@ def make_plan(desired: Sequence[DesiredObject], recorded: Iterable[RecordedObjec
             action = "unchanged"
         else:
             action = "update"
-        drift = action == "update" and before is not None and _same_spec(before.record, obj.record)
+        environment = obj.key.kind == "Secret" or (
+            action == "update" and before is not None and _only_env_from(before.record, obj.record))
+        drift = (action == "update" and not environment and before is not None
+                 and _same_spec(before.record, obj.record))
         changes.append(Change(
             action, obj.key, obj.api_version, before.record if before else None, obj.record,
             agent=obj.agent, origin=obj.origin, suspended=obj.agent in suspended_agents, desired=obj,
-            drift=drift, detect_only=obj.agent in detect_only_agents))
+            drift=drift, detect_only=obj.agent in detect_only_agents, environment=environment))
     leftovers = sorted(recorded_by_key.values(), key=lambda r: r.key)
-    deletes = [Change("delete", r.key, r.api_version, r.record, None, agent=r.agent)
+    deletes = [Change("delete", r.key, r.api_version, r.record, None, agent=r.agent,
+                      environment=r.kind == "Secret" and r.agent is None)
                for r in sorted(leftovers, key=lambda r: (-r.key.kind_rank, r.key))]
     return Plan(tuple(changes + deletes), source, revision)
 
@@ -151,6 +173,25 @@ def _same_spec(before: dict[str, Any], after: dict[str, Any]) -> bool:
     """Both sides carry the same spec hash: what differs was not changed in Git."""
     old = (before.get("metadata", {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
     return old is not None and old == after.get("metadata", {}).get("annotations", {}).get(SPEC_HASH_ANNOTATION)
+
+
+def _only_env_from(before: dict[str, Any] | None, after: dict[str, Any]) -> bool:
+    """Whether the two differ in their containers' envFrom alone: the CONTAINER_ENV_ Secret wired in or out."""
+    if before is None:
+        return False
+    return _without_env_from(comparable(before)) == _without_env_from(comparable(after))
+
+
+def _without_env_from(record: dict[str, Any]) -> Any:
+    pod = ((record.get("spec") or {}).get("podTemplate") or {}).get("spec")
+    if not isinstance(pod, dict) or not pod.get("containers"):
+        return record
+    containers = [{k: v for k, v in c.items() if k != "envFrom"} for c in pod["containers"]]
+    annotations = {k: v for k, v in (record.get("metadata", {}).get("annotations") or {}).items()
+                   if k != SPEC_HASH_ANNOTATION}
+    return {**record, "metadata": {**record.get("metadata", {}), "annotations": annotations},
+            "spec": {**record["spec"], "podTemplate": {**record["spec"]["podTemplate"],
+                                                       "spec": {**pod, "containers": containers}}}}
 
 
 def _keep_live_countdown(obj: DesiredObject, before: RecordedObject) -> DesiredObject:

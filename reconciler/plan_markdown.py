@@ -24,6 +24,9 @@ def render_markdown(plan: Plan) -> str:
         out += [f"{s['suspended']} change(s) of suspended agents are shown but will not be applied.", ""]
     if s["drift"]:
         out += [f"{s['drift']} object(s) drifted from Git on the cluster.", ""]
+    out += [f"_Note: {_escape(note)}._" for note in plan.notes] + ([""] if plan.notes else [])
+    if plan.refused:
+        out += [f":no_entry: **Refused:** {_escape(plan.refused)}.", ""]
     changed = [a for a in plan.agents if a.action != "unchanged"]
     known = {a.key for a in plan.agents}
     shared = [c for c in plan.changes if c.action != "unchanged" and c.agent not in known]
@@ -36,15 +39,16 @@ def render_markdown(plan: Plan) -> str:
             flags = ", ".join(f"`{f.name}`" for f in agent.flags) or "–"
             file = f"`{agent.file}`" if agent.file else "–"
             out.append(f"| `{agent.key}` | {agent.action}{' (suspended)' if agent.suspended else ''} | {file} | "
-                       f"{_what(agent)} | {flags} |")
+                       f"{_what(agent, plan.objects_of(agent.key))} | {flags} |")
         out.append("")
     used = sum(len(line) + 1 for line in out)
     left_out = 0
     for agent in changed:
-        block = _agent_block(agent, plan.sides, with_objects=True)
+        objects = plan.objects_of(agent.key)
+        block = _agent_block(agent, objects, plan.sides, with_objects=True)
         size = sum(len(line) + 1 for line in block)
         if used + size > MARKDOWN_LIMIT:
-            block = _agent_block(agent, plan.sides, with_objects=False)
+            block = _agent_block(agent, objects, plan.sides, with_objects=False)
             size = sum(len(line) + 1 for line in block)
         if used + size > MARKDOWN_LIMIT:
             left_out += 1
@@ -69,21 +73,21 @@ def _header_sides(plan: Plan) -> str:
     return f" at `{plan.revision[:12]}`" if plan.revision else ""
 
 
-def _what(agent: AgentChange) -> str:
+def _what(agent: AgentChange, objects: Sequence[Change]) -> str:
     parts = []
     if agent.action in ("update",) and agent.fields:
         parts.append(f"{len(agent.fields)} field(s)")
     if agent.prompt is not None and agent.action == "update":
         parts.append("prompt")
-    if agent.record_changed and not any(c.action != "unchanged" for c in agent.objects):
+    if agent.record_changed and not objects:
         parts.append("database record")
-    objects = [c for c in agent.objects if c.action != "unchanged"]
     if objects:
         parts.append(f"{len(objects)} object(s)")
     return ", ".join(parts) or "–"
 
 
-def _agent_block(agent: AgentChange, sides: tuple[str, str], *, with_objects: bool) -> list[str]:
+def _agent_block(agent: AgentChange, objects: Sequence[Change], sides: tuple[str, str], *,
+                 with_objects: bool) -> list[str]:
     location = f" · `{agent.file}:{agent.line}`" if agent.file and agent.line else ""
     out = [f"#### {agent.action} agent `{agent.key}`{location}", ""]
     if agent.suspended:
@@ -110,7 +114,6 @@ def _agent_block(agent: AgentChange, sides: tuple[str, str], *, with_objects: bo
                     *diff, "", "</details>", ""]
         else:
             out += [f"{title}:", "", *diff, ""]
-    objects = [c for c in agent.objects if c.action != "unchanged"]
     if objects and with_objects:
         out += _objects_block(f"Objects: {_counts(objects)}", objects, sides)
     elif objects:

@@ -60,6 +60,9 @@ class RenderSettings:
     sandbox_api_version: str = "v1beta1"
     gateway_url: str | None = None
     container_env: Mapping[str, str] = field(default_factory=dict)
+    # With no CONTAINER_ENV_ variables set: namespaces whose container-env Secret is left as it is,
+    # so their sandboxes keep its envFrom (this run knows no values to write).
+    kept_env_namespaces: frozenset[str] = frozenset()
     # Salts the fingerprints that stand for secret values wherever objects are stored or shown.
     secret_salt: str = ""
     # Start of shutdownAfter countdowns for sandboxes created now; the plan keeps a live one.
@@ -164,7 +167,7 @@ def render_agents(agents: Sequence[AgentSpec], settings: RenderSettings,
     known: dict[int, tuple[AgentSpec, RenderedAgent]] = {}
     if memo is not None:
         key = (settings.source, settings.sandbox_api_version, settings.gateway_url,
-               tuple(sorted(settings.container_env.items())), settings.secret_salt)
+               tuple(sorted(settings.container_env.items())), settings.secret_salt, settings.kept_env_namespaces)
         known = memo.agents if key == memo.settings_key else {}
         memo.settings_key = key
     objects: list[DesiredObject] = []
@@ -278,7 +281,7 @@ def _pod_template(agent: AgentSpec, data: dict[str, Any], settings: RenderSettin
         container["command"] = list(agent.command)
     if agent.args:
         container["args"] = list(agent.args)
-    if settings.container_env:
+    if settings.container_env or agent.namespace in settings.kept_env_namespaces:
         # Lowest precedence: env entries below override what envFrom brings in.
         container["envFrom"] = [{"secretRef": {"name": secret_name(settings.source)}}]
     container["env"] = [env_entry(e) for e in data["env"]] + _reserved_env(agent, settings)

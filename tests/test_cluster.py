@@ -231,8 +231,10 @@ def test_existing_unlabelled_objects_need_adopt(kube, repo, run):
         "spec": {"podTemplate": {"spec": {"containers": [{"name": "old", "image": "handmade:1"}]}}}},
         manager="kubectl-create", operation="Update")
     diff = run("diff", repo.working_tree_dir)
-    assert diff.exit_code == 4
-    assert "exists on the cluster without this source's labels; pass --adopt to take it over" in diff.stderr
+    assert diff.exit_code == 2  # a guard's refusal, shown on the plan it blocks
+    assert "+ create SandboxTemplate agents/research (agent agents/research, " in diff.stdout
+    assert "exists on the cluster without this source's labels; pass --adopt to take it over" in diff.stdout
+    assert "error: exists on the cluster without this source's labels; pass --adopt" in diff.stderr
     refused = run("apply", repo.working_tree_dir)
     assert refused.exit_code == 4
     assert kube.get(EXT, "sandboxwarmpools", "agents", "research") is None  # the agent's later objects wait

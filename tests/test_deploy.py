@@ -128,9 +128,11 @@ def test_rbac_covers_every_call_the_reconciler_makes(tmp_path):
                                   env=env).exit_code == 0
         assert CliRunner().invoke(main, ["diff", str(repo_path), *common], env=env).exit_code == 0
         assert CliRunner().invoke(main, ["status", *common]).exit_code == 0
-        repo.index.remove(["agents/research.yaml", "agents/support-triage.yaml"], working_tree=True)
-        repo.index.commit("retire two agents")
-        assert CliRunner().invoke(main, ["apply", str(repo_path), "--max-prune", "100", *common]).exit_code == 0
+        # The data namespace loses its agents, and with them its container-env Secret.
+        repo.index.remove(["agents/research.yaml", "agents/data-team.yaml"], working_tree=True)
+        repo.index.commit("retire three agents")
+        assert CliRunner().invoke(main, ["apply", str(repo_path), "--max-prune", "100", *common],
+                                  env=env).exit_code == 0
         calls = {_verb(method, path, query) for method, path, query in kube.requests}
     calls.discard(None)
     rules = by_kind(build(DEPLOY / "base"))["ClusterRole"]["rules"]

@@ -100,7 +100,7 @@ def test_json_shape():
                               "agents": {"create": 0, "update": 0, "delete": 0, "unchanged": 0}}
     first = doc["changes"][1]
     assert set(first) == {"action", "apiVersion", "kind", "namespace", "name", "agent", "file", "line",
-                          "suspended", "drift", "applied", "blocked", "diff", "before", "after"}
+                          "suspended", "drift", "environment", "applied", "blocked", "diff", "before", "after"}
     assert first["kind"] == "Secret" and first["after"]["data"] == {"TOKEN": "***"}
     assert doc["changes"][0]["file"] == "repo/a.yaml" and doc["changes"][0]["line"] == 1
 

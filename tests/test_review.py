@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from click.testing import CliRunner
-from test_cluster import commit, kube, repo, run  # noqa: F401 - fixtures
+from test_cluster import EXT, commit, kube, repo, run  # noqa: F401 - fixtures
 
 from reconciler.cli import main
 from reconciler.store.embedded import connect
@@ -122,3 +122,87 @@ def test_a_prompt_too_large_for_its_config_map_is_refused_at_its_line(tmp_path):
     line = text.splitlines().index("  systemPromptFile: prompt.md") + 1
     assert f"big.yaml:{line}:3: /spec/systemPromptFile: the agent's definition and prompt take " in result.stderr
     assert "more than the 1,048,576 a ConfigMap can hold" in result.stderr
+
+
+ENV = {"CONTAINER_ENV_REGION": "eu", "CONTAINER_ENV_API_TOKEN": "tok-value-1"}
+
+
+def test_a_run_without_container_env_leaves_the_secret_and_every_env_from(kube, repo, run):
+    path = repo.working_tree_dir
+    assert run("apply", path, env=ENV).exit_code == 0
+    secret = kube.get("", "secrets", "agents", "default-container-env")
+    bare = run("diff", path, env={})
+    assert bare.exit_code == 0, bare.stdout
+    assert bare.stdout.count("note: no CONTAINER_ENV_ variable is set in this environment") == 1
+    kube.requests.clear()
+    assert run("apply", path, env={}).exit_code == 0
+    assert [r for r in kube.requests if r[0] in ("PATCH", "DELETE")] == []
+    assert kube.get("", "secrets", "agents", "default-container-env") == secret
+    template = kube.get(EXT, "sandboxtemplates", "agents", "code-review")
+    assert template["spec"]["podTemplate"]["spec"]["containers"][0]["envFrom"] == [
+        {"secretRef": {"name": "default-container-env"}}]
+
+
+def test_container_env_without_a_cluster_is_kept_too(repo, tmp_path):
+    path = repo.working_tree_dir
+
+    def run_local(*args: str, env=None):
+        return CliRunner().invoke(main, [*args, path, "--database", str(tmp_path / "s.db")], env=env)
+
+    assert run_local("apply", env=ENV).exit_code == 0
+    bare = run_local("diff", env={})
+    assert bare.exit_code == 0 and "note: no CONTAINER_ENV_ variable is set" in bare.stdout
+
+
+def test_adding_a_variable_is_the_environment_not_drift(kube, repo, run):
+    path = repo.working_tree_dir
+    assert run("apply", path, env=ENV).exit_code == 0
+    more = {**ENV, "CONTAINER_ENV_EXTRA": "x"}
+    diff = run("diff", path, "-o", "json", env=more)
+    assert diff.exit_code == 1
+    plan = json.loads(diff.stdout)
+    assert {(c["kind"], c["environment"], c["drift"]) for c in plan["changes"]} == {("Secret", True, False)}
+    agents = [a for a in plan["agents"] if a["action"] == "update"]
+    assert agents and all({"path": "environment[EXTRA]", "before": None, "after": "***"} in a["fields"]
+                          for a in agents)
+    text = run("diff", path, env=more).stdout
+    assert "environment: the reconciler's CONTAINER_ENV_ variables, not Git" in text and "drift" not in text
+
+
+def test_removing_some_variables_is_refused_without_the_flag_and_a_dry_run_shows_it(kube, repo, run):
+    path = repo.working_tree_dir
+    assert run("apply", path, env=ENV).exit_code == 0
+    fewer = {"CONTAINER_ENV_REGION": "eu"}
+    diff = run("diff", path, env=fewer)
+    assert diff.exit_code == 2
+    assert "environment[API_TOKEN]: removed (was ***)" in diff.stdout
+    assert "CONTAINER_ENV_API_TOKEN would be removed from every sandbox" in diff.stderr
+    assert "--prune-container-env" in diff.stdout  # the blocked Secret says why
+    refused = run("apply", path, env=fewer)
+    assert refused.exit_code == 2
+    assert "API_TOKEN" in kube.get("", "secrets", "agents", "default-container-env")["data"]
+    assert run("apply", path, "--prune-container-env", env=fewer).exit_code == 0
+    assert "API_TOKEN" not in kube.get("", "secrets", "agents", "default-container-env")["data"]
+
+
+def test_detect_only_agents_still_get_the_environment(kube, repo, run):
+    path = repo.working_tree_dir
+    assert run("apply", path, "--drift-policy", "detect").exit_code == 0
+    assert run("apply", path, "--drift-policy", "detect", env=ENV).exit_code == 0
+    template = kube.get(EXT, "sandboxtemplates", "agents", "code-review")
+    assert template["spec"]["podTemplate"]["spec"]["containers"][0]["envFrom"] == [
+        {"secretRef": {"name": "default-container-env"}}]
+    assert run("diff", path, "--drift-policy", "detect", env=ENV).exit_code == 0
+
+
+def test_a_dry_run_refused_by_max_prune_still_prints_its_plan(kube, repo, run):
+    path = repo.working_tree_dir
+    assert run("apply", path).exit_code == 0
+    commit(repo, "agents/data-team.yaml", None)
+    commit(repo, "agents/research.yaml", None)
+    diff = run("diff", path)
+    assert diff.exit_code == 2
+    assert "- delete agent agents/research" in diff.stdout
+    assert "- delete SandboxTemplate agents/research (agent agents/research, the revision would delete 9 of 15 " \
+           "owned object(s), more than --max-prune 25%" in diff.stdout
+    assert "error: the revision would delete 9 of 15 owned object(s)" in diff.stderr
