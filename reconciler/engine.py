@@ -245,7 +245,7 @@ def plan_revision(revision: Revision, desired: list[DesiredObject], recorded: li
 def sync_cluster(cluster: Cluster, plan: Plan, live: dict[ObjectKey, dict[str, Any]], settings: Settings, *,
                  dry_run: bool) -> tuple[Plan, ApplyResult]:
     """Adoption check, namespaces, then the plan's writes (dryRun=All with dry_run)."""
-    plan = guard_adoption(cluster, plan, adopt=settings.adopt)
+    plan = guard_adoption(cluster, plan, adopt=settings.adopt, concurrency=settings.concurrency)
     if settings.create_namespaces:
         ensure_namespaces(cluster, {c.key.namespace for c in plan.pending if c.action != "delete"}, dry_run=dry_run)
     applied = apply_plan(cluster, plan, live=live, force_conflicts=settings.force_conflicts, adopt=settings.adopt,
@@ -253,11 +253,11 @@ def sync_cluster(cluster: Cluster, plan: Plan, live: dict[ObjectKey, dict[str, A
     return plan, applied
 
 
-def guard_adoption(cluster: Cluster, plan: Plan, *, adopt: bool) -> Plan:
+def guard_adoption(cluster: Cluster, plan: Plan, *, adopt: bool, concurrency: int = 4) -> Plan:
     """Creates of objects that exist unlabelled are blocked unless `adopt`; the diff says why."""
     if adopt or not any(c.action == "create" for c in plan.pending):
         return plan
-    unowned = unowned_existing(cluster, plan)
+    unowned = unowned_existing(cluster, plan, concurrency=concurrency)
     if not unowned:
         return plan
     reason = "exists on the cluster without this source's labels; pass --adopt to take it over"

@@ -1,7 +1,14 @@
-"""Validate objects against a CRD's openAPIV3Schema the way an API server with strict field validation does."""
+"""Validate objects against a CRD's openAPIV3Schema the way an API server with strict field validation does.
+
+The CRDs are upstream's (kubernetes-sigs/agent-sandbox) and are not part of this repository: they are
+read from $AGENT_SANDBOX_CRDS, else from the development layout beside the checkout. Without them the
+tests that need the schemas are skipped (marker `crds`) and the fake API server serves the kinds
+unvalidated.
+"""
 from __future__ import annotations
 
 import copy
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -9,10 +16,42 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
-CRD_DIR = Path(__file__).resolve().parents[2] / "shared" / "agent-sandbox" / "crds"
+ENV = "AGENT_SANDBOX_CRDS"
+RELEASES = "https://github.com/kubernetes-sigs/agent-sandbox/releases"
+DEVELOPMENT_CRDS = Path(__file__).resolve().parents[2] / "shared" / "agent-sandbox" / "crds"
+MISSING = (f"needs the agent-sandbox CRDs: set {ENV} to the crds/ folder of an agent-sandbox release "
+           f"(e.g. k8s/crds/ in a source archive from {RELEASES})")
+
+
+def find_crd_dir() -> Path | None:
+    """$AGENT_SANDBOX_CRDS, else the development layout where it exists, else None."""
+    named = os.environ.get(ENV)
+    if named:
+        return Path(named).expanduser().resolve()
+    return DEVELOPMENT_CRDS if DEVELOPMENT_CRDS.is_dir() else None
+
+
+CRD_DIR = find_crd_dir()
+
+
+def available() -> bool:
+    return CRD_DIR is not None
+
+
+def problem() -> str | None:
+    """Why the folder $AGENT_SANDBOX_CRDS names cannot be used, or None (a wrong setting must not pass as a skip)."""
+    if CRD_DIR is None or os.environ.get(ENV) is None:
+        return None
+    if not CRD_DIR.is_dir():
+        return f"{ENV}={os.environ[ENV]}: no such folder (it should be the crds/ folder of an agent-sandbox release)"
+    if not crd_files():
+        return f"{ENV}={os.environ[ENV]}: no *.yaml in that folder (it should hold the agent-sandbox CRDs)"
+    return None
 
 
 def crd_files() -> list[Path]:
+    if CRD_DIR is None:
+        raise RuntimeError(MISSING)
     return sorted(CRD_DIR.glob("*.yaml"))
 
 

@@ -17,14 +17,24 @@ def template(name: str, image: str = "img:1", labels: dict | None = None) -> dic
             "spec": {"podTemplate": {"spec": {"containers": [{"name": "agent", "image": image}]}}}}
 
 
-@pytest.fixture
-def kube(tmp_path):
-    with FakeKube() as server:
+def serve(tmp_path, crds: bool = True):
+    with FakeKube(crds=crds) as server:
         server.create_namespace("agents")
         api_client = config.new_client_from_config(str(server.kubeconfig(tmp_path / "kubeconfig")))
         server.client = api_client
         yield server
         api_client.close()
+
+
+@pytest.fixture
+def kube(tmp_path):
+    yield from serve(tmp_path)
+
+
+@pytest.fixture
+def unvalidated(tmp_path):
+    """Without the CRDs' schemas, as on a clone without AGENT_SANDBOX_CRDS."""
+    yield from serve(tmp_path, crds=False)
 
 
 @pytest.fixture
@@ -38,10 +48,37 @@ def test_discovery_through_the_dynamic_client(kube):
     assert resources.get(api_version="v1", kind="Secret").namespaced
 
 
-def test_server_side_apply_creates_defaults_and_tracks_the_manager(templates):
+def test_discovery_without_the_crds_serves_the_same_kinds(unvalidated):
+    resources = dynamic.DynamicClient(unvalidated.client).resources
+    for group, plural, kind in (("agents.x-k8s.io", "sandboxes", "Sandbox"), (GROUP, "sandboxclaims", "SandboxClaim"),
+                                (GROUP, PLURAL, "SandboxTemplate"), (GROUP, "sandboxwarmpools", "SandboxWarmPool")):
+        for version in ("v1beta1", "v1alpha1"):
+            found = resources.get(api_version=f"{group}/{version}", kind=kind)
+            assert (found.name, found.namespaced) == (plural, True)
+    assert not unvalidated.validates
+
+
+def test_without_the_crds_objects_are_stored_as_sent(unvalidated):
+    templates = dynamic.DynamicClient(unvalidated.client).resources.get(api_version=f"{GROUP}/v1beta1",
+                                                                        kind="SandboxTemplate")
+    odd = template("a")
+    odd["spec"]["podTemplate"]["spec"]["containers"][0]["imagePullPolicy"] = 7
+    templates.server_side_apply(body=odd, namespace="agents", field_manager="m")
+    stored = unvalidated.get(GROUP, PLURAL, "agents", "a")["spec"]
+    assert stored == odd["spec"]  # neither rejected nor defaulted
+
+
+@pytest.mark.crds
+def test_the_built_in_kinds_are_those_of_the_crds():
+    from fakekube.server import AGENT_SANDBOX, crd_resources
+
+    identity = lambda r: (r.group, r.versions, r.plural, r.kind, r.namespaced)  # noqa: E731
+    assert [identity(r) for r in crd_resources()] == [identity(r) for r in AGENT_SANDBOX]
+
+
+def test_server_side_apply_tracks_the_manager(templates):
     applied = templates.server_side_apply(body=template("a"), namespace="agents", field_manager="agent-reconciler")
     assert applied.metadata.generation == 1 and applied.metadata.uid
-    assert applied.spec.envVarsInjectionPolicy == "Disallowed"  # the CRD's default
     assert [m.manager for m in applied.metadata.managedFields] == ["agent-reconciler"]
     again = templates.server_side_apply(body=template("a"), namespace="agents", field_manager="agent-reconciler")
     assert again.metadata.resourceVersion == applied.metadata.resourceVersion  # no-op write
@@ -66,6 +103,13 @@ def test_dry_run_never_persists(kube, templates):
     assert kube.get(GROUP, PLURAL, "agents", "a") is None
 
 
+@pytest.mark.crds
+def test_server_side_apply_fills_in_the_crd_defaults(templates):
+    applied = templates.server_side_apply(body=template("a"), namespace="agents", field_manager="agent-reconciler")
+    assert applied.spec.envVarsInjectionPolicy == "Disallowed"
+
+
+@pytest.mark.crds
 def test_schema_rejection_is_422_with_the_field(templates):
     bad = template("a")
     bad["spec"]["podTemplate"]["spec"]["containers"][0]["imagePullPolicy"] = 7

@@ -38,6 +38,7 @@ def settings(**overrides) -> RenderSettings:
     return RenderSettings(**values)
 
 
+@pytest.mark.crds
 @pytest.mark.parametrize("version", ["v1beta1", "v1alpha1"])
 def test_every_rendered_custom_resource_is_valid_against_its_crd(version):
     objects = render(MODES, settings(sandbox_api_version=version))
@@ -54,6 +55,7 @@ def of_kind(objects, kind: str):
     return next(o for o in objects if o.kind == kind)
 
 
+@pytest.mark.crds
 def test_the_crd_check_rejects_what_a_server_would():
     body = of_kind(render(MODES[:1], settings()), "Sandbox").body
     broken = json.loads(json.dumps(body))

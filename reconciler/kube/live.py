@@ -1,10 +1,13 @@
-"""Reading live state: one LIST per kind, selected by the ownership labels, never a GET per agent."""
+"""Reading live state: one LIST per kind (paginated, plain JSON, the kinds at once), selected by the
+ownership labels; never a GET per agent."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from reconciler.kube.client import Cluster
+from reconciler.kube.listing import list_items
 from reconciler.render import MANAGED_BY, MANAGED_BY_LABEL, SOURCE_LABEL
 
 
@@ -14,13 +17,8 @@ def owner_selector(source: str) -> str:
 
 def list_owned(cluster: Cluster, kinds: Iterable[tuple[str, str]], source: str) -> list[dict[str, Any]]:
     """Every object of `kinds` ((apiVersion, kind) pairs) this source owns, in all namespaces."""
-    objects: list[dict[str, Any]] = []
-    for api_version, kind in kinds:
-        resource = cluster.resource(api_version, kind)
-        listed = cluster.call(lambda r=resource: r.get(label_selector=owner_selector(source),
-                                                      _request_timeout=cluster.timeout))
-        for item in listed.to_dict().get("items") or []:
-            item.setdefault("apiVersion", api_version)
-            item.setdefault("kind", kind)
-            objects.append(item)
-    return objects
+    kinds = list(kinds)
+    selector = owner_selector(source)
+    with ThreadPoolExecutor(max_workers=len(kinds) or 1) as pool:
+        listed = pool.map(lambda k: list_items(cluster, k[0], k[1], label_selector=selector), kinds)
+        return [item for items in listed for item in items]

@@ -5,6 +5,9 @@ agent-sandbox groups; create, get, list, replace, patch (merge and server-side a
 managedFields, field-manager conflicts and force; dryRun=All that never persists;
 resourceVersion, generation and uid; CRD defaults; label selectors; watch; validation of custom
 resources against each CRD's openAPIV3Schema; and injected faults (status codes, delays).
+
+The CRDs come from crd_schema (AGENT_SANDBOX_CRDS). Without them the same kinds are served, but
+custom resources are neither defaulted nor validated.
 """
 from __future__ import annotations
 
@@ -69,8 +72,18 @@ CORE = [Resource("", ("v1",), "namespaces", "Namespace", False), Resource("", ("
         Resource("coordination.k8s.io", ("v1",), "leases", "Lease", True)]
 
 
+# The agent-sandbox kinds as the upstream CRDs define them (same order, storage version first), for
+# discovery when the CRDs are absent; test_fakekube checks that the two agree when they are present.
+_VERSIONS, _EXT = ("v1beta1", "v1alpha1"), "extensions.agents.x-k8s.io"
+AGENT_SANDBOX = (Resource("agents.x-k8s.io", _VERSIONS, "sandboxes", "Sandbox", True),
+                 Resource(_EXT, _VERSIONS, "sandboxclaims", "SandboxClaim", True),
+                 Resource(_EXT, _VERSIONS, "sandboxtemplates", "SandboxTemplate", True),
+                 Resource(_EXT, _VERSIONS, "sandboxwarmpools", "SandboxWarmPool", True))
+
+
 @cache
 def crd_resources() -> tuple[Resource, ...]:
+    """The kinds of the agent-sandbox CRDs, with their schemas (so objects are defaulted and validated)."""
     resources = []
     for crd in crd_schema.crd_documents():
         spec = crd["spec"]
@@ -81,11 +94,20 @@ def crd_resources() -> tuple[Resource, ...]:
     return tuple(resources)
 
 
-class FakeKube:
-    """Start with `with FakeKube() as kube:`; `kube.url`, `kube.kubeconfig(path)`, `kube.requests`."""
+def agent_sandbox_resources(crds: bool = True) -> tuple[Resource, ...]:
+    """From the CRDs when they are found and `crds`, else the built-in kinds without schemas (no validation)."""
+    return crd_resources() if crds and crd_schema.available() else AGENT_SANDBOX
 
-    def __init__(self) -> None:
-        self.resources = [*CORE, *crd_resources()]
+
+class FakeKube:
+    """Start with `with FakeKube() as kube:`; `kube.url`, `kube.kubeconfig(path)`, `kube.requests`.
+
+    `crds=False` serves the agent-sandbox kinds without their schemas even when the CRDs are found.
+    """
+
+    def __init__(self, crds: bool = True) -> None:
+        self.resources = [*CORE, *agent_sandbox_resources(crds)]
+        self.validates = any(r.schemas for r in self.resources)
         self.objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}  # (group, plural, ns, name)
         self.owners: dict[tuple[str, str, str, str], dict[tuple[str, str], set[fields.Path]]] = {}
         self.revision = 1000
