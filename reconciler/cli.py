@@ -19,16 +19,20 @@ import click
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from reconciler import __version__, diffs, logs
+from reconciler import __version__, diffs, logs, times
 from reconciler.chat.commands import keys, serve
+from reconciler.completion import completion
 from reconciler.config import (
+    CHECK_OPTIONS,
     CLUSTER_OPTIONS,
+    CONNECTION_OPTIONS,
     DATABASE_OPTION,
     LOCK_TIMEOUT_OPTION,
     SOURCE_OPTIONS,
     SPEC_OPTIONS,
     Settings,
     default_cache,
+    examples,
     output_option,
     settings_from,
     state_url,
@@ -67,6 +71,18 @@ def cluster_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(CONNECTION_OPTIONS):
+        command = option(command)
+    return command
+
+
+def check_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(CHECK_OPTIONS):
+        command = option(command)
+    return click.argument("path", default=".", type=click.Path(file_okay=False))(command)
+
+
 def spec_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(SPEC_OPTIONS):
         command = option(command)
@@ -79,8 +95,23 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.argument("path", default=".", type=click.Path(file_okay=False))(command)
 
 
+def _resolve_colour(ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """auto becomes always on a terminal unless NO_COLOR is set (no-color.org), else never.
+
+    Colouring also tells click.echo to keep the codes, which it strips when stdout is not a terminal:
+    `--color always | less -R` keeps its colours.
+    """
+    if value == "auto":
+        value = "always" if sys.stdout.isatty() and not os.environ.get("NO_COLOR") else "never"
+    if value == "always":
+        ctx.color = True
+    return value
+
+
 colour_option = click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto",
-                             show_default=True, help="Colour the text diff (auto: on a terminal, unless NO_COLOR).")
+                             show_default=True, callback=_resolve_colour,
+                             help="Colour the text diff. auto: only on a terminal and unless NO_COLOR is set; "
+                                  "always: also through a pipe or into a file.")
 
 
 class ReconcileGroup(click.Group):
@@ -139,7 +170,10 @@ def _progress(message: str) -> None:
 def _read(settings: Settings) -> Revision:
     _progress(f"reading {settings.path}" + (f" at {settings.revision}" if settings.revision else "") + " ...")
     started = time.perf_counter()
-    revision = read_revision(settings)
+    try:
+        revision = read_revision(settings)
+    except InvalidRevision as invalid:
+        raise invalid.checked_only() from None
     _report(revision, started)
     return revision
 
@@ -170,8 +204,8 @@ def _reconcile(settings: Settings, *, dry_run: bool) -> Outcome:
                      on_read=lambda revision: _report(revision, started))
 
 
-@main.command()
-@source_options
+@main.command(epilog=examples("reconcile validate examples/", "reconcile validate . --revision main -o json"))
+@check_options
 @output_option("text", "json")
 def validate(path: str, output: str, **options: Any) -> None:
     """Check every spec of PATH; print every error as FILE:LINE:COL: POINTER: MESSAGE (HINT)."""
@@ -201,7 +235,8 @@ def _validation_document(revision: str | None, agents: Any, invalid: InvalidRevi
     }
 
 
-@main.command(name="render")
+@main.command(name="render", epilog=examples("reconcile render examples/",
+                                             "reconcile render . -o json --sandbox-api-version v1alpha1"))
 @source_options
 @output_option("yaml", "json")
 def render_command(path: str, output: str, **options: Any) -> None:
@@ -241,7 +276,8 @@ def _flag_names(_ctx: click.Context, _param: click.Parameter, value: str | None)
     return names
 
 
-@main.command()
+@main.command(epilog=examples("reconcile diff examples/         # the same as: reconcile --dry-run examples/",
+                             "reconcile diff . --base origin/main --head HEAD -o markdown"))
 @source_options
 @cluster_options
 @DATABASE_OPTION
@@ -294,7 +330,8 @@ def _dry_run_exit(outcome: Outcome, fail_on: frozenset[str]) -> int:
     return EXIT_CHANGES if plan.has_changes else 0
 
 
-@main.command()
+@main.command(epilog=examples("reconcile apply examples/",
+                             "reconcile apply . --kubeconfig ~/.kube/config --render-dir manifests/"))
 @source_options
 @cluster_options
 @DATABASE_OPTION
@@ -310,6 +347,11 @@ def apply(path: str, output: str, colour: str, render_dir: str | None, **options
     if render_dir:
         written = write_manifests(Path(render_dir), outcome.desired)
         _progress(f"wrote {written} manifest(s) to {render_dir}")
+    if output == "text" and outcome.result is not None:
+        # The plan's last line says what was to be done; this one says what was done.
+        result = outcome.result
+        click.echo(f"Applied: {result.created} created, {result.updated} updated, {result.deleted} deleted; "
+                   f"revision {outcome.revision.id[:7] if outcome.revision.id else '(folder)'} recorded")
 
 
 def write_manifests(folder: Path, desired: tuple[DesiredObject, ...]) -> int:
@@ -332,11 +374,11 @@ def write_manifests(folder: Path, desired: tuple[DesiredObject, ...]) -> int:
     return len(wanted)
 
 
-@main.command()
+@main.command(epilog=examples("reconcile history", "reconcile history --source-name prod --limit 5 -o json"))
 @DATABASE_OPTION
 @click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default=None,
               help="Only this source's runs. [env: RECONCILER_SOURCE_NAME]")
-@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True, help="Most runs listed.")
 @output_option("text", "json")
 def history(database: str | None, source_name: str | None, limit: int, output: str) -> None:
     """List recent sync runs, newest first."""
@@ -345,23 +387,26 @@ def history(database: str | None, source_name: str | None, limit: int, output: s
     if output == "json":
         click.echo(json.dumps([{
             "id": r.id, "source": r.source, "revision": r.revision, "trigger": r.trigger,
-            "startedAt": r.started_at.isoformat(), "finishedAt": r.finished_at.isoformat() if r.finished_at else None,
+            "startedAt": times.iso(r.started_at), "finishedAt": times.iso(r.finished_at),
             "outcome": r.outcome, "summary": r.counts, "errors": r.errors} for r in runs], indent=2))
         return
     if not runs:
         click.echo("no sync runs recorded")
         return
-    click.echo(f"{'ID':>5}  {'STARTED':19}  {'SOURCE':12}  {'REVISION':12}  {'OUTCOME':9}  CHANGES")
-    for r in runs:
+    started = [times.local(r.started_at) for r in runs]
+    width = max(len(s) for s in started)  # the zone's name varies in length
+    click.echo(f"{'ID':>5}  {'STARTED':{width}}  {'SOURCE':12}  {'REVISION':12}  {'OUTCOME':9}  CHANGES")
+    for r, when in zip(runs, started, strict=True):
         counts = r.counts
         changes = f"+{counts['create']} ~{counts['update']} -{counts['delete']} ={counts['unchanged']}"
         if r.errors:
             changes += f"  {len(r.errors)} error(s)"
-        click.echo(f"{r.id:>5}  {r.started_at:%Y-%m-%d %H:%M:%S}  {r.source[:12]:12}  "
+        click.echo(f"{r.id:>5}  {when:{width}}  {r.source[:12]:12}  "
                    f"{(r.revision or '(folder)')[:12]:12}  {r.outcome:9}  {changes}")
 
 
-@main.command()
+@main.command(epilog=examples("reconcile watch --repo https://github.com/acme/agents.git --branch main",
+                             "reconcile watch --folder examples/ --database /tmp/state.db"))
 @click.option("--repo", metavar="URL|PATH", envvar="RECONCILER_REPO",
               help="Git repository to follow (URL or path). [env: RECONCILER_REPO]")
 @click.option("--folder", type=click.Path(file_okay=False, exists=True), default=None,
@@ -384,8 +429,9 @@ def history(database: str | None, source_name: str | None, limit: int, output: s
 @click.option("--leader-elect", is_flag=True, default=False,
               help="With several replicas: reconcile only while holding the Lease --lease-name in --lease-namespace.")
 @click.option("--lease-namespace", envvar="POD_NAMESPACE", default="agent-reconciler", show_default=True,
-              help="[env: POD_NAMESPACE]")
-@click.option("--lease-name", default="agent-reconciler", show_default=True)
+              help="Namespace of the leader-election Lease. [env: POD_NAMESPACE]")
+@click.option("--lease-name", default="agent-reconciler", show_default=True,
+              help="Name of the leader-election Lease; replicas that share it elect one leader.")
 @click.option("--webhook-listen", metavar="HOST:PORT", default=None, envvar="RECONCILER_WEBHOOK_LISTEN",
               help="Serve push webhooks (/hooks/github, /hooks/gitlab, /hooks/generic) and POST /sync here. "
                    "[env: RECONCILER_WEBHOOK_LISTEN]")
@@ -448,23 +494,25 @@ def _set_suspended(database: str | None, source_name: str, suspended: bool) -> N
     click.echo(f"source {source_name!r} {'suspended' if suspended else 'resumed'}")
 
 
-@main.command()
+@main.command(epilog=examples("reconcile suspend --source-name prod"))
 @DATABASE_OPTION
-@click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default="default", show_default=True)
+@click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default="default", show_default=True,
+              help="The source to suspend. [env: RECONCILER_SOURCE_NAME]")
 def suspend(database: str | None, source_name: str) -> None:
     """Stop applying this source (watchers and apply skip it) until `reconcile resume`."""
     _set_suspended(database, source_name, True)
 
 
-@main.command()
+@main.command(epilog=examples("reconcile resume --source-name prod"))
 @DATABASE_OPTION
-@click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default="default", show_default=True)
+@click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default="default", show_default=True,
+              help="The source to apply again. [env: RECONCILER_SOURCE_NAME]")
 def resume(database: str | None, source_name: str) -> None:
     """Apply this source again."""
     _set_suspended(database, source_name, False)
 
 
-@main.command()
+@main.command(epilog=examples('reconcile sync --url http://agent-reconciler:8080 --webhook-secret "$SECRET"'))
 @click.option("--url", required=True, envvar="RECONCILER_WEBHOOK_URL", metavar="URL",
               help="Base URL of a running `reconcile watch --webhook-listen`. [env: RECONCILER_WEBHOOK_URL]")
 @click.option("--webhook-secret", required=True, envvar="RECONCILER_WEBHOOK_SECRET",
@@ -489,19 +537,22 @@ def sync(url: str, webhook_secret: str) -> None:
         raise ReconcilerError(f"cannot reach the watcher at {url}: {getattr(error, 'reason', error)}") from None
 
 
-@main.command()
+@main.command(epilog=examples("reconcile status", "reconcile status --kubeconfig ~/.kube/config -o json"))
 @DATABASE_OPTION
-@cluster_options
+@connection_options
 @click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default="default", show_default=True,
               help="The source whose agents to show. [env: RECONCILER_SOURCE_NAME]")
 @click.option("--sandbox-api-version", envvar="RECONCILER_SANDBOX_API_VERSION", default="v1beta1",
-              type=click.Choice(["v1beta1", "v1alpha1"]), show_default=True)
+              type=click.Choice(["v1beta1", "v1alpha1"]), show_default=True,
+              help="agent-sandbox API version of the objects read from the cluster. "
+                   "[env: RECONCILER_SANDBOX_API_VERSION]")
 @output_option("text", "json")
 def status(database: str | None, source_name: str, sandbox_api_version: str, output: str,
            **options: Any) -> None:
     """Per agent: the synced revision, readiness on the cluster, and the last sync's errors."""
     settings = Settings(source_name=source_name, sandbox_api_version=sandbox_api_version,
-                        **{k: v for k, v in options.items() if k in ("kubeconfig", "context", "in_cluster")})
+                        **{k: v for k, v in options.items()
+                           if k in ("kubeconfig", "context", "in_cluster", "qps", "burst")})
     state = open_state(state_url(database), create=False)
     agents = state.agents(source_name)
     recent = state.history(source_name, 100)
@@ -526,22 +577,21 @@ def status(database: str | None, source_name: str, sandbox_api_version: str, out
                      "drift": drift.get(key, []) if cluster is not None else None,
                      "detail": ready.detail if ready else ("" if settings.has_cluster else "no cluster configured")})
     summary = {"lastSync": None if last is None else {
-        "revision": last.revision, "outcome": last.outcome, "finishedAt": last.finished_at.isoformat()
-        if last.finished_at else None, "errors": last.errors},
+        "revision": last.revision, "outcome": last.outcome, "finishedAt": times.iso(last.finished_at),
+        "errors": last.errors},
         "lastApplied": None if applied is None else {"revision": applied.revision,
-                                                     "finishedAt": applied.finished_at.isoformat()
-                                                     if applied.finished_at else None}}
+                                                     "finishedAt": times.iso(applied.finished_at)}}
     if output == "json":
         click.echo(json.dumps({"agents": rows, **summary}, indent=2))
         return
     if last is not None:
-        click.echo(f"last sync: {last.outcome} at {last.started_at:%Y-%m-%d %H:%M:%S} "
+        click.echo(f"last sync: {last.outcome} at {times.local(last.started_at)} "
                    f"(revision {(last.revision or '(folder)')[:12]}, {len(last.errors)} error(s))")
         for error in last.errors[:10]:
             click.echo(f"  {error}")
     if applied is not None and applied is not last:
         click.echo(f"last applied: revision {(applied.revision or '(folder)')[:12]} at "
-                   f"{applied.started_at:%Y-%m-%d %H:%M:%S}")
+                   f"{times.local(applied.started_at)}")
     if not rows:
         click.echo("no synced agents")
         return
@@ -553,7 +603,7 @@ def status(database: str | None, source_name: str, sandbox_api_version: str, out
                    f"{ready:7}  {drifted_text[:20]:20}  {row['detail']}")
 
 
-@main.command()
+@main.command(epilog=examples("reconcile migrate --database postgresql://reconciler@db.example/agents"))
 @DATABASE_OPTION
 @LOCK_TIMEOUT_OPTION
 def migrate(database: str | None, lock_timeout: float) -> None:
@@ -573,16 +623,23 @@ def migrate(database: str | None, lock_timeout: float) -> None:
         click.echo(f"database schema upgraded from {result.before or 'empty'} to {result.after}")
 
 
-@main.command()
-def schema() -> None:
+@main.command(epilog=examples("reconcile schema > agent.schema.json", "reconcile schema -o yaml"))
+@output_option("json", "yaml")
+def schema(output: str) -> None:
     """Print the Agent JSON Schema (point an editor at it)."""
-    from reconciler.spec.schema import schema_text
+    import yaml
 
-    click.echo(schema_text(), nl=False)
+    from reconciler.spec.schema import agent_schema, schema_text
+
+    if output == "yaml":
+        click.echo(yaml.safe_dump(agent_schema(), sort_keys=False, allow_unicode=True), nl=False)
+    else:
+        click.echo(schema_text(), nl=False)
 
 
 main.add_command(serve)
 main.add_command(keys)
+main.add_command(completion)
 
 
 if __name__ == "__main__":

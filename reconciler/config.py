@@ -83,11 +83,19 @@ REVISION_OPTIONS: list[Callable[[Any], Any]] = [
                  help="Read PATH as a plain folder, uncommitted edits included, even inside a Git work tree."),
 ]
 
-SPEC_OPTIONS: list[Callable[[Any], Any]] = [
+# What reading and checking specs takes (validate uses only these)...
+READ_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--path", "subpath", metavar="DIR", default=None,
                  help="Read specs only below this folder of the source."),
     click.option("-n", "--namespace", envvar="RECONCILER_NAMESPACE", default="default", show_default=True,
                  help="Namespace of agents whose spec names none. [env: RECONCILER_NAMESPACE]"),
+    click.option("--max-file-size", "max_file_bytes", envvar="RECONCILER_MAX_FILE_SIZE", type=click.IntRange(1),
+                 default=LoadLimits.max_file_bytes, show_default=True,
+                 help="Largest spec file read, in bytes. [env: RECONCILER_MAX_FILE_SIZE]"),
+]
+
+# ... and what rendering them into objects adds.
+RENDER_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--source-name", envvar="RECONCILER_SOURCE_NAME", default="default", show_default=True,
                  help="Name of this source, set on every object it owns; several sources may share a "
                       "cluster. [env: RECONCILER_SOURCE_NAME]"),
@@ -98,12 +106,11 @@ SPEC_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--gateway-url", envvar=["RECONCILER_SANDBOX_GATEWAY_URL", "LITELLM_API_BASE"], default=None,
                  help="LiteLLM gateway URL given to sandboxes as LITELLM_API_BASE. "
                       "[env: RECONCILER_SANDBOX_GATEWAY_URL, then LITELLM_API_BASE]"),
-    click.option("--max-file-size", "max_file_bytes", envvar="RECONCILER_MAX_FILE_SIZE", type=click.IntRange(1),
-                 default=LoadLimits.max_file_bytes, show_default=True,
-                 help="Largest spec file read, in bytes. [env: RECONCILER_MAX_FILE_SIZE]"),
 ]
 
+SPEC_OPTIONS = READ_OPTIONS + RENDER_OPTIONS
 SOURCE_OPTIONS = REVISION_OPTIONS + SPEC_OPTIONS
+CHECK_OPTIONS = REVISION_OPTIONS + READ_OPTIONS
 
 DATABASE_OPTION = click.option(
     "--database", envvar="DATABASE_URL", default=None, metavar="URL|FILE",
@@ -114,6 +121,11 @@ DATABASE_OPTION = click.option(
 def output_option(*choices: str) -> Callable[..., Any]:
     return click.option("-o", "--output", type=click.Choice(choices), default=choices[0], show_default=True,
                         help="Output format.")
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: its help ends with these command lines, kept as written."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def state_url(database: str | None) -> str:
@@ -132,20 +144,25 @@ LOCK_TIMEOUT_OPTION = click.option(
     "--lock-timeout", envvar="RECONCILER_LOCK_TIMEOUT", type=click.FloatRange(0), default=60.0, show_default=True,
     help="Seconds to wait while another reconciler writes to the same database. [env: RECONCILER_LOCK_TIMEOUT]")
 
-CLUSTER_OPTIONS: list[Callable[[Any], Any]] = [
+# How to reach a cluster (status reads it with these)...
+CONNECTION_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--kubeconfig", envvar=["RECONCILER_KUBECONFIG", "KUBECONFIG"], default=None, metavar="FILE",
                  help="Act on the cluster of this kubeconfig; without it (or --in-cluster) the state database "
                       "stands in for the cluster. [env: RECONCILER_KUBECONFIG, KUBECONFIG]"),
     click.option("--context", default=None, help="kubeconfig context to use."),
     click.option("--in-cluster", is_flag=True, default=False, help="Use the pod's service account."),
-    click.option("--force-conflicts", is_flag=True, default=False,
-                 help="Take over fields another field manager applied."),
-    click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
-                 help="Objects applied at once within a stage."),
     click.option("--qps", type=click.FloatRange(0), default=0.0, show_default=True,
                  help="Client-side limit of API requests per second (0: none)."),
     click.option("--burst", type=click.IntRange(1), default=10, show_default=True,
                  help="Requests allowed at once above --qps."),
+]
+
+# ... and how to apply to it (apply, diff as its dry run, and watch).
+APPLY_OPTIONS: list[Callable[[Any], Any]] = [
+    click.option("--force-conflicts", is_flag=True, default=False,
+                 help="Take over fields another field manager applied."),
+    click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
+                 help="Objects applied at once within a stage."),
     click.option("--adopt", is_flag=True, default=False,
                  help="Take over objects that exist with an agent's name but without this source's labels."),
     click.option("--create-namespaces", is_flag=True, default=False,
@@ -162,6 +179,8 @@ CLUSTER_OPTIONS: list[Callable[[Any], Any]] = [
                  help="Allow removing CONTAINER_ENV_ variables from the sandboxes while others remain "
                       "(a run with none set leaves them all as they are)."),
 ]
+
+CLUSTER_OPTIONS = CONNECTION_OPTIONS + APPLY_OPTIONS
 
 
 class HostPort(click.ParamType):

@@ -35,11 +35,16 @@ class ReconcilerError(Exception):
 class InvalidRevision(ReconcilerError):
     """A revision with at least one problem: nothing of it is rendered or applied."""
 
-    def __init__(self, problems: list[Problem], revision: str | None = None) -> None:
+    def __init__(self, problems: list[Problem], revision: str | None = None, *, applying: bool = True) -> None:
         self.problems = sorted(problems)
         self.revision = revision
         what = f"revision {revision}" if revision else "the source"
-        super().__init__(f"{what} has {len(self.problems)} error(s); nothing was applied")
+        counted = f"{what} has {len(self.problems)} error(s)"
+        super().__init__(f"{counted}; nothing was applied" if applying else counted)
+
+    def checked_only(self) -> InvalidRevision:
+        """The same problems, as told by a command that never applies (validate, render)."""
+        return InvalidRevision(self.problems, self.revision, applying=False)
 
 
 class SourceError(ReconcilerError):

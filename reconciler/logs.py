@@ -6,8 +6,13 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-# Context fields a log call may pass with extra={...}.
-CONTEXT = ("revision", "agent", "branch", "source", "session", "status", "duration_ms")
+from reconciler import times
+
+# Context fields a log call may pass with extra={...}: the figures of a message, so that a log
+# search or an alert reads them without parsing the text.
+# `changes` counts what a sync did ({"created": 2, ...}; a LogRecord has its own `created`).
+CONTEXT = ("revision", "agent", "branch", "source", "folder", "session", "status", "duration_ms",
+           "changes", "errors")
 
 
 class JsonFormatter(logging.Formatter):
@@ -20,12 +25,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class TextFormatter(logging.Formatter):
+    """For a terminal: local time with its zone, the message, then each of its `errors` (one per
+    problem) on an indented line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text + "".join(f"\n  {error}" for error in getattr(record, "errors", None) or ())
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        return times.local(datetime.fromtimestamp(record.created, UTC))
+
+
 def configure(level: int = logging.INFO, *, also: tuple[str, ...] = ()) -> None:
     """Our loggers, and those named in `also` (a server library's), write through one handler, so a
     log collector gets one format."""
     handler = logging.StreamHandler(sys.stderr)
     if sys.stderr.isatty():
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(message)s"))
     else:
         handler.setFormatter(JsonFormatter())
     for name in ("reconciler", *also):

@@ -29,10 +29,25 @@ log = logging.getLogger("reconciler.watch")
 
 def describe(error: ReconcilerError) -> str:
     """The error and each problem or failed object under it, one per line."""
-    details = [str(p) for p in getattr(error, "problems", ())]
+    return "\n".join([str(error), *details(error)])
+
+
+def details(error: ReconcilerError) -> list[str]:
+    """Each problem of an invalid revision, or each object the cluster refused."""
     if isinstance(error, ClusterApplyFailed) and error.outcome.cluster is not None:
-        details = [str(f) for f in error.outcome.cluster.failures]
-    return "\n".join([str(error), *details])
+        return [str(f) for f in error.outcome.cluster.failures]
+    return [str(p) for p in getattr(error, "problems", ())]
+
+
+def applied_counts(plan: Plan) -> dict[str, int]:
+    """What applying the plan did, as log fields."""
+    summary = plan.summary
+    return {"created": summary["create"], "updated": summary["update"], "deleted": summary["delete"],
+            "unchanged": summary["unchanged"]}
+
+
+def in_words(counts: dict[str, int]) -> str:
+    return ", ".join(f"{number} {word}" for word, number in counts.items())
 
 
 @dataclass
@@ -132,12 +147,15 @@ class Watcher:
             self.metrics.reconciled(settings.source_name, time.monotonic() - started, "failed")
             self.state.last_error = describe(error)
             log_agent_failures(error, head)
-            log.error("revision %s not applied: %s", head[:12], self.state.last_error, extra={"revision": head})
+            log.error("revision %s not applied: %s", head[:12], error,
+                      extra={"revision": head, "errors": details(error)})
             return
         self.metrics.reconciled(settings.source_name, time.monotonic() - started, "succeeded", outcome.plan, head)
         self.state.applied, self.state.last_error = head, None
         log_agent_changes(outcome.plan, head)
-        log.info("revision %s applied: %s", head[:12], outcome.plan.summary, extra={"revision": head})
+        counts = applied_counts(outcome.plan)
+        log.info("revision %s applied: %s", head[:12], in_words(counts),
+                 extra={"revision": head, "changes": counts})
 
 
 def log_agent_changes(plan: Plan, revision: str | None) -> None:
@@ -156,7 +174,8 @@ def log_agent_failures(error: ReconcilerError, revision: str | None) -> None:
         return
     agents = {change.key: change.agent for change in error.outcome.plan.changes}
     for failure in error.outcome.cluster.failures:
-        log.error("%s", failure, extra={"revision": revision, "agent": agents.get(failure.key)})
+        log.error("%s", failure, extra={"revision": revision, "agent": agents.get(failure.key),
+                                        "status": failure.status})
 
 
 @dataclass
@@ -186,9 +205,12 @@ class FolderWatcher:
         except ReconcilerError as error:
             self.state.last_error = describe(error)
             log_agent_failures(error, None)
-            log.error("%s not applied: %s", self.folder, self.state.last_error)
+            log.error("folder %s not applied: %s", self.folder, error,
+                      extra={"folder": str(self.folder), "errors": details(error)})
             return
         self.state.last_error = None
         self.state.applied = str(self.state.runs)
         log_agent_changes(outcome.plan, None)
-        log.info("%s applied: %s", self.folder, outcome.plan.summary)
+        counts = applied_counts(outcome.plan)
+        log.info("folder %s applied: %s", self.folder, in_words(counts),
+                 extra={"folder": str(self.folder), "changes": counts})

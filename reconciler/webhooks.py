@@ -78,7 +78,8 @@ class WebhookServer:
                 body = self.rfile.read(length)
                 path = self.path.split("?", 1)[0]
                 verdict = hooks.handle(path, dict(self.headers.items()), body)
-                log.info("webhook %s: %s %s", self.path, verdict.status, verdict.message)
+                log.info("webhook %s answered %d: %s", path, verdict.status, verdict.message,
+                         extra={"status": verdict.status})
                 if hooks.metrics is not None:
                     hooks.metrics.webhooks.labels(path.rsplit("/", 1)[-1], str(verdict.status)).inc()
                 self._answer(verdict)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,9 @@ def test_dry_run_apply_then_nothing_left(repo, run):
     assert not run.database.exists(), "a dry run writes nothing"
     applied = run("apply", path)
     assert applied.exit_code == 0, applied.stderr
+    head = repo.head.commit.hexsha[:7]
+    assert applied.stdout.endswith("objects 15 to create, 0 to update, 0 to delete, 0 unchanged.\n"
+                                   f"Applied: 15 created, 0 updated, 0 deleted; revision {head} recorded\n")
     again = run("--dry-run", path)
     assert (again.exit_code, again.stdout) == (0, "Plan: agents 0 to create, 0 to update, 0 to delete, 5 unchanged; "
                                                   "objects 0 to create, 0 to update, 0 to delete, 15 unchanged.\n")
@@ -96,7 +100,9 @@ def test_deleting_a_spec_deletes_its_objects(repo, run):
     result = run("apply", path)
     assert result.exit_code == 0
     assert result.stdout.endswith("Plan: agents 0 to create, 0 to update, 1 to delete, 4 unchanged; "
-                                  "objects 0 to create, 0 to update, 3 to delete, 12 unchanged.\n")
+                                  "objects 0 to create, 0 to update, 3 to delete, 12 unchanged.\n"
+                                  f"Applied: 0 created, 0 updated, 3 deleted; revision {repo.head.commit.hexsha[:7]} "
+                                  "recorded\n")
     assert run("--dry-run", path).exit_code == 0
 
 
@@ -109,6 +115,16 @@ def test_uncommitted_edits_are_not_read_but_announced(repo, run):
     assert run("validate", path, "--work-tree").exit_code == 2
 
 
+def test_only_apply_and_diff_say_nothing_was_applied(tmp_path, run):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.yaml").write_text("kind: [\n")
+    for command, last in (("validate", "error: the source has 1 error(s)"),
+                          ("render", "error: the source has 1 error(s)"),
+                          ("apply", "error: the source has 1 error(s); nothing was applied")):
+        result = run(command, str(tmp_path / "bad"))
+        assert (result.exit_code, result.stderr.splitlines()[-1]) == (2, last), command
+
+
 def test_earlier_revision(repo, run):
     path = repo.working_tree_dir
     commit(repo, "agents/research.yaml", None, "retire research")
@@ -116,6 +132,18 @@ def test_earlier_revision(repo, run):
     assert "5 agent(s)" in run("validate", path, "--revision", "HEAD~1").stdout
     bad = run("validate", path, "--revision", "no-such-branch")
     assert bad.exit_code == 2 and "no-such-branch" in bad.stderr
+
+
+def test_colour_always_colours_through_a_pipe_and_auto_or_never_do_not(repo, run):
+    path = repo.working_tree_dir
+    assert "\x1b[" in run("diff", path, "--color", "always").stdout
+    assert "\x1b[" in run("diff", path, "--color", "always", env={"NO_COLOR": "1"}).stdout  # the flag wins
+    for options, env in ((["--color", "never"], None), ([], None), (["--color", "auto"], {"NO_COLOR": "1"})):
+        result = run("diff", path, *options, env=env)
+        assert result.exit_code == 1 and "\x1b[" not in result.stdout, options
+    piped = subprocess.run([sys.executable, "-m", "reconciler", "diff", path, "--color", "always", "--database",
+                            str(run.database)], capture_output=True, text=True)
+    assert piped.returncode == 1 and "\x1b[" in piped.stdout
 
 
 def test_markdown_for_a_pull_request(repo, run):
@@ -133,7 +161,9 @@ def test_container_env_values_never_leave_the_secret(repo, run, tmp_path):
     result = run("apply", repo.working_tree_dir, "--render-dir", str(out), env=env)
     assert result.exit_code == 0, result.stderr
     assert "GITHUB_TOKEN: '***'" in result.stdout
-    assert result.stdout.endswith("objects 17 to create, 0 to update, 0 to delete, 0 unchanged.\n")
+    assert result.stdout.endswith("objects 17 to create, 0 to update, 0 to delete, 0 unchanged.\n"
+                                  f"Applied: 17 created, 0 updated, 0 deleted; revision {repo.head.commit.hexsha[:7]} "
+                                  "recorded\n")
     dump = run.database.read_bytes()
     assert b"ghp_planted" not in dump
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.yaml"))
@@ -143,6 +173,16 @@ def test_container_env_values_never_leave_the_secret(repo, run, tmp_path):
     changed = run("diff", repo.working_tree_dir, env={"CONTAINER_ENV_GITHUB_TOKEN": "ghp_other"})
     assert changed.exit_code == 1
     assert "+  GITHUB_TOKEN: '*** (changed)'" in changed.stdout and "ghp_other" not in changed.stdout
+
+
+def test_apply_of_a_folder_says_what_it_recorded_and_documents_stay_as_they_are(tmp_path, run):
+    shutil.copytree(EXAMPLES, tmp_path / "folder")
+    text = run("apply", str(tmp_path / "folder"))
+    assert text.stdout.splitlines()[-1] == "Applied: 15 created, 0 updated, 0 deleted; revision (folder) recorded"
+    plan = json.loads(run("apply", str(tmp_path / "folder"), "-o", "json").stdout)
+    assert plan["kind"] == "Plan" and "Applied" not in json.dumps(plan)
+    markdown = run("apply", str(tmp_path / "folder"), "-o", "markdown").stdout
+    assert "Applied:" not in markdown
 
 
 def test_render_prints_valid_manifests(repo, run):
@@ -159,6 +199,26 @@ def test_history_lists_runs(repo, run):
     assert [r["outcome"] for r in runs] == ["failed", "succeeded"]
     assert runs[1]["summary"] == {"create": 15, "update": 0, "delete": 0, "unchanged": 0}
     assert runs[0]["errors"][0].startswith(str(Path(repo.working_tree_dir, "agents/research.yaml")))
+
+
+# ISO 8601 with an offset (for programs); local time with a zone (for people).
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d$")
+LOCAL = r"\d{4}-\d\d-\d\d \d\d:\d\d(:\d\d)? ([A-Z]{2,5}|[+-]\d{4})"
+
+
+def test_every_time_shown_carries_its_zone(repo, run):
+    assert run("apply", repo.working_tree_dir).exit_code == 0
+    [entry] = json.loads(run("history", "-o", "json").stdout)
+    assert ISO.match(entry["startedAt"]) and ISO.match(entry["finishedAt"]), entry
+    assert re.search(rf"^    1  {LOCAL}  default ", run("history").stdout, flags=re.M)
+    status = json.loads(run("status", "-o", "json").stdout)
+    assert ISO.match(status["lastSync"]["finishedAt"]) and ISO.match(status["lastApplied"]["finishedAt"])
+    assert re.match(rf"last sync: succeeded at {LOCAL} \(revision ", run("status").stdout)
+    assert run("keys", "create", "bot").exit_code == 0
+    run("keys", "revoke", "bot")
+    [key] = json.loads(run("keys", "list", "-o", "json").stdout)
+    assert ISO.match(key["createdAt"]) and ISO.match(key["revokedAt"]) and key["lastUsedAt"] is None
+    assert re.search(rf"  {LOCAL}  never +revoked {LOCAL}$", run("keys", "list").stdout, flags=re.M)
 
 
 def test_python_dash_m_and_version():
@@ -186,9 +246,11 @@ def test_validate_json_lists_agents_or_errors(repo, run, tmp_path):
     result = run("validate", str(tmp_path / "bad"), "-o", "json")
     report = json.loads(result.stdout)
     assert result.exit_code == 2 and report["valid"] is False
-    assert report["errors"] == [{"file": str(tmp_path / "bad" / "a.yaml"), "line": 1, "column": 1, "pointer": "",
-                                 "message": 'missing required field "apiVersion"',
-                                 "hint": "add apiVersion: to this mapping"}]
+    assert report["errors"][0] == {"file": str(tmp_path / "bad" / "a.yaml"), "line": 1, "column": 1, "pointer": "",
+                                   "message": 'missing required field "apiVersion"',
+                                   "hint": "add apiVersion: to this mapping"}
+    assert [e["message"] for e in report["errors"][1:]] == ['missing required field "metadata"',
+                                                            'missing required field "spec"']
 
 
 def test_apply_dry_run_is_diff(repo, run):

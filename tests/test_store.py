@@ -51,6 +51,25 @@ def test_apply_records_objects_agents_and_the_run(url):
     assert (run.outcome, run.revision, run.counts["create"]) == ("succeeded", "r1", 7)
 
 
+def test_times_come_back_in_utc_with_their_zone(url):
+    from datetime import UTC, timedelta
+
+    from reconciler.chat.keys import KeyStore
+
+    if url.startswith("postgresql"):  # a session in another zone answers in that zone, unless normalised
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as admin:
+            admin.execute(f"ALTER DATABASE \"{url.rsplit('/', 1)[1]}\" SET timezone TO 'Asia/Kolkata'")
+    state = open_state(url, create=True)
+    sync(state, [agent("a")], "r1")
+    [run] = state.history("main")
+    [record] = state.agents("main")
+    KeyStore(connect(url)).create("k", None)
+    [key] = KeyStore(connect(url)).list()
+    for value in (run.started_at, run.finished_at, record.created_at, record.updated_at, key.created_at):
+        assert value.tzinfo is not None and value.utcoffset() == timedelta(0), value
+        assert value.tzinfo == UTC
+
+
 def test_only_changed_agents_move_and_removed_ones_are_soft_deleted(url):
     state = open_state(url, create=True)
     sync(state, [agent("a"), agent("b")], "r1")

@@ -45,12 +45,12 @@ def test_prompt_file_is_read_relative_to_the_spec():
 
 
 def test_every_problem_of_a_revision_is_reported():
-    bad_schema = agent_yaml("a", extra_spec="  temperature: 1\n")
+    bad_schema = agent_yaml("a", extra_spec="  flavour: 1\n")
     bad_rule = agent_yaml("b", extra_spec="  env:\n    - name: AGENT_MODEL\n      value: x\n")
     result = parse({"a.yaml": bad_schema, "b.yaml": bad_rule, "c.yaml": "kind: [\n"})
     assert not result.ok and result.agents == ()
     assert [p.file for p in result.problems] == ["repo/a.yaml", "repo/b.yaml", "repo/c.yaml"]
-    assert messages(result)[0] == 'repo/a.yaml:12:3: /spec/temperature: unknown field "temperature" (allowed here: ' \
+    assert messages(result)[0] == 'repo/a.yaml:12:3: /spec/flavour: unknown field "flavour" (allowed here: ' \
         'args, chat, command, driftPolicy, env, image, imagePullPolicy, model, resources, runtimeClassName, sandbox, ' \
         'suspend, systemPrompt, systemPromptFile)'
 
@@ -60,6 +60,22 @@ def test_did_you_mean():
     assert messages(result) == [
         'repo/a.yaml:7:1: /spec: missing required field "image" (add image: to this mapping)',
         'repo/a.yaml:10:3: /spec/imgae: unknown field "imgae" (did you mean "image"?)']
+
+
+def test_a_field_out_of_place_is_sent_where_it_belongs():
+    dedented = agent_yaml("a").replace("  sandbox: {mode: always-on}\n", "  sandbox: {}\n  mode: warm-pool\n")
+    assert messages(parse({"a.yaml": dedented})) == [
+        'repo/a.yaml:12:3: /spec/mode: unknown field "mode" (it belongs under spec.sandbox: move it there)']
+    indented = agent_yaml("a", extra_spec="  sandbox:\n    image: x\n    replicas: 2\n").replace(
+        "  sandbox: {mode: always-on}\n", "")
+    assert [p.hint for p in parse({"a.yaml": indented}).problems] == [
+        "it belongs under spec: move it there", "it belongs under spec.sandbox.warmPool: move it there"]
+    in_env = agent_yaml("a", extra_spec="  env:\n    - {name: A, value: x}\n    - {name: B, secretKeyRef: {}}\n")
+    assert [p.hint for p in parse({"a.yaml": in_env}).problems] == [
+        "it belongs under spec.env[1].valueFrom: move it there"]
+    top = agent_yaml("a").replace("  model: gpt-4o-mini\n", "") + "model: gpt-4o-mini\n"
+    assert [p.hint for p in parse({"a.yaml": top}).problems] == [
+        "add model: to this mapping", "it belongs under spec: move it there"]
 
 
 def test_duplicates_name_both_places():
@@ -78,6 +94,30 @@ def test_wrong_kind_is_reported_alone():
         'repo/a.yaml:1:1: /apiVersion: must be "agent-reconciler/v1alpha1", got "v1" '
         '(write apiVersion: agent-reconciler/v1alpha1)',
         'repo/a.yaml:2:1: /kind: must be "Agent", got "ConfigMap" (write kind: Agent)']
+
+
+@pytest.mark.parametrize("kind", ["agent", "AGENT", "Agnet", "Agents", "Agen"])
+def test_a_kind_close_to_agent_is_checked_whole(kind):
+    spec = agent_yaml("Bad_Name", extra_spec="  chat: {enabled: maybe}\n").replace("kind: Agent", f"kind: {kind}")
+    assert messages(parse({"a.yaml": spec})) == [
+        f'repo/a.yaml:2:1: /kind: must be "Agent", got "{kind}" (write kind: Agent)',
+        'repo/a.yaml:4:3: /metadata/name: "Bad_Name" is not valid (use a DNS-1123 label: lower-case letters, '
+        "digits and '-', starting and ending with a letter or digit, at most 63 characters)",
+        'repo/a.yaml:12:10: /spec/chat/enabled: expected true or false, got a string (write true or false here)']
+
+
+def test_a_wrong_api_version_of_an_agent_is_reported_with_the_rest():
+    spec = agent_yaml("a").replace("agent-reconciler/v1alpha1", "agent-reconciler/v1").replace("  image:", "  imgae:")
+    assert messages(parse({"a.yaml": spec})) == [
+        'repo/a.yaml:1:1: /apiVersion: must be "agent-reconciler/v1alpha1", got "agent-reconciler/v1" '
+        '(write apiVersion: agent-reconciler/v1alpha1)',
+        'repo/a.yaml:7:1: /spec: missing required field "image" (add image: to this mapping)',
+        'repo/a.yaml:10:3: /spec/imgae: unknown field "imgae" (did you mean "image"?)']
+
+
+def test_a_document_without_kind_under_our_api_version_is_an_agent():
+    result = parse({"a.yaml": "apiVersion: agent-reconciler/v1alpha1\nmetadata: {name: a}\n"})
+    assert [p.message for p in result.problems] == ['missing required field "kind"', 'missing required field "spec"']
 
 
 @pytest.mark.parametrize("value", [

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 
@@ -210,3 +211,41 @@ def test_log_lines_name_the_revision_and_each_changed_agent(tmp_path, remote):
     assert [e["message"] for e in about_b] == ["agent agents/b: create ConfigMap, create SandboxTemplate, create Sandbox"]
     assert about_b[0]["revision"] == head
     assert all("revision" in e for e in lines if e["message"].startswith(("agent ", "revision ")))
+
+
+def test_applied_and_refused_revisions_log_sentences_with_their_figures_as_fields(tmp_path, remote):
+    import io
+    import logging
+
+    from reconciler.logs import CONTEXT, JsonFormatter, TextFormatter
+
+    stream, text = io.StringIO(), io.StringIO()
+    handlers = [logging.StreamHandler(stream), logging.StreamHandler(text)]
+    handlers[0].setFormatter(JsonFormatter())
+    handlers[1].setFormatter(TextFormatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("reconciler.watch")
+    for handler in handlers:
+        logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO
+    try:
+        loop = watcher(tmp_path, remote)
+        loop.run(once=True)
+        head = push(remote, {"a.yaml": agent_yaml("a").replace("  image:", "  imgae:")})
+        loop.run(once=True)
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+        logger.setLevel(level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    first = remote.head.commit.parents[0].hexsha
+    applied = next(e for e in lines if e["message"].startswith(f"revision {first[:12]} applied"))
+    assert applied["message"] == f"revision {first[:12]} applied: 3 created, 0 updated, 0 deleted, 0 unchanged"
+    assert applied["changes"] == {"created": 3, "updated": 0, "deleted": 0, "unchanged": 0}
+    refused = next(e for e in lines if e["message"].startswith(f"revision {head[:12]} not applied"))
+    assert refused["message"] == f"revision {head[:12]} not applied: revision {head} has 2 error(s); " \
+        "nothing was applied"
+    assert [e.split(": ", 2)[1] for e in refused["errors"]] == ["/spec", "/spec/imgae"]
+    assert "\n  " + refused["errors"][1] in text.getvalue()
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ([A-Z]{2,5}|[+-]\d{4}) INFO ", text.getvalue())
+    assert all("{" not in e["message"] and "[" not in e["message"] for e in lines), "no Python reprs"
+    assert set(applied) - {"time", "level", "logger", "message"} <= set(CONTEXT)

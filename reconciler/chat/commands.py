@@ -13,11 +13,12 @@ from typing import Any
 
 import click
 
-from reconciler import logs
+from reconciler import logs, times
 from reconciler.config import (
     DATABASE_OPTION,
     LOCK_TIMEOUT_OPTION,
     HostPort,
+    examples,
     gateway_key,
     output_option,
     state_url,
@@ -28,7 +29,9 @@ from reconciler.store.embedded import open_state
 log = logging.getLogger("reconciler.chat")
 
 
-@click.command()
+@click.command(epilog=examples("reconcile serve --listen :8080 --gateway-url http://litellm:4000",
+                               "reconcile serve --gateway-key-file /run/secrets/litellm-key --database "
+                               "postgresql://reconciler@db.example/agents"))
 @click.option("--listen", type=HostPort(), default="127.0.0.1:8080", show_default=True, envvar="RECONCILER_LISTEN",
               help="Address to serve on (:PORT for every interface). [env: RECONCILER_LISTEN]")
 @click.option("--keepalive-timeout", type=click.FloatRange(0, min_open=True), default=75.0, show_default=True,
@@ -137,12 +140,13 @@ def _server_class() -> type:
     return Server
 
 
-@click.group()
+@click.group(epilog=examples("reconcile keys create support-bot -n support", "reconcile keys list"))
 def keys() -> None:
     """Manage the chat endpoint's API keys (stored hashed; a key is shown once)."""
 
 
-@keys.command(name="create")
+@keys.command(name="create", epilog=examples("reconcile keys create support-bot -n support -n ops",
+                                             "KEY=$(reconcile keys create ci-bot)"))
 @click.argument("name")
 @click.option("-n", "--namespace", "namespaces", multiple=True, metavar="NS",
               help="Only agents in this namespace (repeat for several); default every namespace.")
@@ -160,7 +164,7 @@ def create_key(name: str, namespaces: tuple[str, ...], output: str, database: st
     click.echo(f"created key {info.name!r} ({info.prefix}…) for {info.scope}; it is not shown again", err=True)
 
 
-@keys.command(name="list")
+@keys.command(name="list", epilog=examples("reconcile keys list", "reconcile keys list -o json"))
 @output_option("text", "json")
 @DATABASE_OPTION
 def list_keys(output: str, database: str | None) -> None:
@@ -174,15 +178,17 @@ def list_keys(output: str, database: str | None) -> None:
     if not found:
         click.echo("no keys (create one with `reconcile keys create NAME`)")
         return
-    click.echo(f"{'NAME':20}  {'PREFIX':14}  {'NAMESPACES':20}  {'CREATED':16}  {'LAST USED':16}  STATUS")
-    for k in found:
-        used = f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never"
-        status = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-        click.echo(f"{k.name[:20]:20}  {k.prefix + '…':14}  {k.scope[:20]:20}  {k.created_at:%Y-%m-%d %H:%M}  "
-                   f"{used:16}  {status}")
+    rows = [(k, times.local(k.created_at, seconds=False),
+             times.local(k.last_used_at, seconds=False) if k.last_used_at else "never",
+             f"revoked {times.local(k.revoked_at, seconds=False)}" if k.revoked_at else "active") for k in found]
+    width = max(len(t) for row in rows for t in row[1:3])  # the zone's name varies in length
+    click.echo(f"{'NAME':20}  {'PREFIX':14}  {'NAMESPACES':20}  {'CREATED':{width}}  {'LAST USED':{width}}  STATUS")
+    for k, created, used, status in rows:
+        click.echo(f"{k.name[:20]:20}  {k.prefix + '…':14}  {k.scope[:20]:20}  {created:{width}}  "
+                   f"{used:{width}}  {status}")
 
 
-@keys.command(name="revoke")
+@keys.command(name="revoke", epilog=examples("reconcile keys revoke support-bot"))
 @click.argument("name")
 @DATABASE_OPTION
 def revoke_key(name: str, database: str | None) -> None:
@@ -201,6 +207,5 @@ def _engine(database: str | None) -> Any:
 
 def _key_document(info: Any) -> dict[str, Any]:
     return {"name": info.name, "prefix": info.prefix, "namespaces": list(info.namespaces) if info.namespaces else None,
-            "createdAt": info.created_at.isoformat(),
-            "lastUsedAt": info.last_used_at.isoformat() if info.last_used_at else None,
-            "revokedAt": info.revoked_at.isoformat() if info.revoked_at else None}
+            "createdAt": times.iso(info.created_at), "lastUsedAt": times.iso(info.last_used_at),
+            "revokedAt": times.iso(info.revoked_at)}

@@ -57,7 +57,7 @@ class LeaderElector:
             try:
                 held = self.try_acquire_or_renew()
             except Exception as error:  # noqa: BLE001 - any failure to renew means we cannot claim to lead
-                log.error("lease %s/%s: %s", self.namespace, self.name, error)
+                log.error("cannot take or renew lease %s/%s: %s", self.namespace, self.name, error)
                 held = False
             changed = held != self.is_leader
             if changed:

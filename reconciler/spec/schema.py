@@ -57,8 +57,8 @@ def _fast_check() -> Callable[[Any], bool]:
 
 @cache
 def _document_validator() -> Draft202012Validator:
-    # Checked first on its own: with the wrong apiVersion or kind, every other
-    # complaint is noise.
+    # Checked first on its own: for a document that is not an Agent at all (another
+    # kind), every other complaint would be noise.
     schema = agent_schema()
     return Draft202012Validator({
         "type": "object",
@@ -88,7 +88,9 @@ def describe_type(value: Any) -> str:
 def schema_errors(document: Any) -> Iterator[tuple[list[str | int], str, str]]:
     """Yield (path, message, hint) for every schema error of one document.
 
-    A wrong apiVersion or kind is reported alone, as the rest would only be noise.
+    A document of another kind (kind: Deployment) gets only its apiVersion and kind
+    errors, as the rest would be noise. One meant as an Agent (kind: agent, Agnet, or
+    no kind under our apiVersion) is checked whole, so fixing the kind reveals nothing new.
     """
     if not isinstance(document, dict):
         yield [], f"expected a mapping (an Agent document), got {describe_type(document)}", \
@@ -97,12 +99,39 @@ def schema_errors(document: Any) -> Iterator[tuple[list[str | int], str, str]]:
     if _fast_check()(document):
         return
     head = sorted(_document_validator().iter_errors(document), key=_order)
-    if head:
+    if head and not meant_as_agent(document):
         for error in head:
             yield from _explain(error)
         return
     for error in sorted(_validator().iter_errors(document), key=_order):
         yield from _explain(error)
+
+
+def meant_as_agent(document: dict[str, Any]) -> bool:
+    """Whether a document with a wrong kind or apiVersion is still an Agent by intent."""
+    if "kind" in document:
+        kind = document["kind"]
+        return isinstance(kind, str) and within_one_edit(kind, "Agent")
+    api_version = document.get("apiVersion")
+    ours = agent_schema()["properties"]["apiVersion"]["const"]
+    return isinstance(api_version, str) and (api_version.split("/")[0] == ours.split("/")[0]
+                                             or within_one_edit(api_version, ours))
+
+
+def within_one_edit(word: str, target: str) -> bool:
+    """Equal ignoring case, or one letter added, removed, changed or swapped with its neighbour."""
+    a, b = word.lower(), target.lower()
+    if a == b:
+        return True
+    if len(a) == len(b):
+        differ = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(differ) == 1 or (len(differ) == 2 and differ[1] == differ[0] + 1
+                                    and a[differ[0]] == b[differ[1]] and a[differ[1]] == b[differ[0]])
+    short, long = sorted((a, b), key=len)
+    if len(long) - len(short) != 1:
+        return False
+    first = next((i for i in range(len(short)) if short[i] != long[i]), len(short))
+    return short[first:] == long[first + 1:]
 
 
 def _order(error: ValidationError) -> tuple[str, ...]:
@@ -117,10 +146,7 @@ def _explain(error: ValidationError) -> Iterator[tuple[list[str | int], str, str
     if kind == "additionalProperties":
         allowed = sorted(schema.get("properties", {}))
         for key in sorted(set(value) - set(allowed)) if isinstance(value, dict) else []:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f'did you mean "{close[0]}"?' if close else (
-                f"allowed here: {', '.join(allowed)}" if allowed else "remove it")
-            yield [*path, key], f'unknown field "{key}"', hint
+            yield [*path, key], f'unknown field "{key}"', _unknown_field_hint(key, path, allowed)
         return
     if kind == "required":
         for name in error.validator_value:
@@ -159,6 +185,77 @@ def _explain(error: ValidationError) -> Iterator[tuple[list[str | int], str, str
         yield path, _short(error), _field_description(error) or "see the schema"
         return
     yield path, _short(error), _field_description(error) or "see the schema"
+
+
+ITEM = "[]"  # a list's items in a schema path
+
+
+def _unknown_field_hint(key: str, path: list[str | int], allowed: list[str]) -> str:
+    """Where a field of this name belongs (a mis-indented line), else the nearest spelling here."""
+    places = belongs_under(key, path)
+    if places:
+        shown = " or ".join(f"under {_dotted(p)}" if p else "at the top level" for p in places)
+        return f"it belongs {shown}: move it there"
+    close = difflib.get_close_matches(key, allowed, n=1)
+    if close:
+        return f'did you mean "{close[0]}"?'
+    return f"allowed here: {', '.join(allowed)}" if allowed else "remove it"
+
+
+def belongs_under(key: str, path: list[str | int]) -> list[list[str | int]]:
+    """The mappings nearest to `path` (fewest steps up and down the document) that have a field `key`.
+
+    Indexes of `path` are kept where a place is below the same list item.
+    """
+    found: list[tuple[int, list[str | int]]] = []
+    for parent in _field_parents().get(key, ()):
+        common = 0
+        while common < min(len(path), len(parent)) and (
+                parent[common] == path[common] or (parent[common] == ITEM and isinstance(path[common], int))):
+            common += 1
+        if common == len(path) == len(parent):
+            continue  # this very mapping: the field is unknown here only under another condition
+        place = [*path[:common], *parent[common:]]
+        found.append((len(path) + len(parent) - 2 * common, place))
+    if not found:
+        return []
+    nearest = min(steps for steps, _ in found)
+    places: list[list[str | int]] = []
+    for steps, place in found:
+        if steps == nearest and place not in places:
+            places.append(place)
+    return places
+
+
+def _dotted(path: list[str | int]) -> str:
+    text = ""
+    for token in path:
+        text += f"[{'' if token == ITEM else token}]" if token == ITEM or isinstance(token, int) else f".{token}"
+    return text.lstrip(".")
+
+
+@cache
+def _field_parents() -> dict[str, tuple[tuple[str, ...], ...]]:
+    """Field name -> the schema paths of every mapping that declares it (ITEM for a list's items)."""
+    schema = agent_schema()
+    parents: dict[str, list[tuple[str, ...]]] = {}
+
+    def walk(node: Any, at: tuple[str, ...], refs: frozenset[str]) -> None:
+        if not isinstance(node, dict):
+            return
+        ref = node.get("$ref", "")
+        if ref.startswith("#/$defs/") and ref not in refs:
+            walk(schema["$defs"][ref.removeprefix("#/$defs/")], at, refs | {ref})
+        for combined in ("anyOf", "oneOf", "allOf"):
+            for sub in node.get(combined, []):
+                walk(sub, at, refs)
+        for name, sub in node.get("properties", {}).items():
+            parents.setdefault(name, []).append(at)
+            walk(sub, (*at, name), refs)
+        walk(node.get("items"), (*at, ITEM), refs)
+
+    walk(schema, (), frozenset())
+    return {name: tuple(places) for name, places in parents.items()}
 
 
 def _short(error: ValidationError) -> str:
