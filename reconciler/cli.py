@@ -13,14 +13,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
-from reconciler import __version__, diffs, logs, times
-from reconciler.chat.commands import keys, serve
+from reconciler import __version__, times
+from reconciler.chat import commands as chat_commands
 from reconciler.completion import completion
 from reconciler.config import (
     CHECK_OPTIONS,
@@ -37,28 +35,16 @@ from reconciler.config import (
     settings_from,
     state_url,
 )
-from reconciler.engine import (
-    ClusterApplyFailed,
-    Outcome,
-    Revision,
-    compare_revisions,
-    drifted,
-    read_live,
-    read_revision,
-    reconcile,
-    render_revision,
-)
-from reconciler.errors import InvalidRevision, ReconcilerError, StateError
-from reconciler.kube.client import Cluster, connect
-from reconciler.kube.leader import LeaderElector
-from reconciler.kube.status import Readiness, readiness
-from reconciler.plan_markdown import render_markdown
-from reconciler.render import DesiredObject
+from reconciler.errors import ClusterApplyFailed, InvalidRevision, ReconcilerError, StateError
 from reconciler.risks import FLAGS
-from reconciler.source.mirror import GitCredentials
-from reconciler.store.embedded import open_state
-from reconciler.watcher import FolderWatcher, Watcher
-from reconciler.webhooks import WebhookServer
+
+if TYPE_CHECKING:
+    # Each command imports what it uses when it runs (`reconcile --version` imports none of these).
+    from reconciler.engine import Outcome
+    from reconciler.kube.client import Cluster
+    from reconciler.kube.status import Readiness
+    from reconciler.render import DesiredObject
+    from reconciler.revision import Revision
 
 EXIT_CHANGES = 1
 EXIT_INVALID = 2
@@ -168,6 +154,8 @@ def _progress(message: str) -> None:
 
 
 def _read(settings: Settings) -> Revision:
+    from reconciler.revision import read_revision
+
     _progress(f"reading {settings.path}" + (f" at {settings.revision}" if settings.revision else "") + " ...")
     started = time.perf_counter()
     try:
@@ -191,12 +179,16 @@ def _report(revision: Revision, started: float) -> None:
 def _cluster(settings: Settings) -> Cluster | None:
     if not settings.has_cluster:
         return None
+    from reconciler.kube.client import connect  # the Kubernetes client, only with a cluster
+
     kubeconfig = settings.kubeconfig.split(os.pathsep)[0] if settings.kubeconfig else None
     return connect(kubeconfig=kubeconfig, context=settings.context, in_cluster=settings.in_cluster,
                    qps=settings.qps, burst=settings.burst)
 
 
 def _reconcile(settings: Settings, *, dry_run: bool) -> Outcome:
+    from reconciler.engine import reconcile
+
     cluster = _cluster(settings)
     _progress(f"reading {settings.path}" + (f" at {settings.revision}" if settings.revision else "") + " ...")
     started = time.perf_counter()
@@ -209,6 +201,7 @@ def _reconcile(settings: Settings, *, dry_run: bool) -> Outcome:
 @output_option("text", "json")
 def validate(path: str, output: str, **options: Any) -> None:
     """Check every spec of PATH; print every error as FILE:LINE:COL: POINTER: MESSAGE (HINT)."""
+    from reconciler.revision import read_revision
     settings = settings_from(path, options)
     if output == "json":
         try:
@@ -241,6 +234,8 @@ def _validation_document(revision: str | None, agents: Any, invalid: InvalidRevi
 @output_option("yaml", "json")
 def render_command(path: str, output: str, **options: Any) -> None:
     """Print the objects PATH renders to (secret values masked)."""
+    from reconciler import diffs
+    from reconciler.revision import render_revision
     settings = settings_from(path, options)
     revision = _read(settings)
     desired, _ = render_revision(revision, settings, salt="")
@@ -252,12 +247,17 @@ def render_command(path: str, output: str, **options: Any) -> None:
 
 
 def _masked_record(obj: DesiredObject) -> dict[str, Any]:
+    from reconciler.diffs import MASK
+
     if obj.kind != "Secret":
         return obj.record
-    return {**obj.record, "data": {k: diffs.MASK for k in obj.record.get("data", {})}}
+    return {**obj.record, "data": {k: MASK for k in obj.record.get("data", {})}}
 
 
 def _print_plan(outcome: Outcome, output: str, colour: str) -> None:
+    from reconciler import diffs
+    from reconciler.plan_markdown import render_markdown
+
     plan = outcome.plan
     if output == "json":
         click.echo(diffs.render_json(plan), nl=False)
@@ -296,6 +296,7 @@ def diff(path: str, output: str, colour: str, base: str | None, head: str | None
 
     Exit code 0: nothing would change; 1: something would; 2: an error, or a flag named by --fail-on.
     """
+    from reconciler.engine import compare_revisions
     settings = settings_from(path, options)
     if head is not None and base is None:
         raise click.UsageError("--head needs --base")
@@ -356,6 +357,7 @@ def apply(path: str, output: str, colour: str, render_dir: str | None, **options
 
 def write_manifests(folder: Path, desired: tuple[DesiredObject, ...]) -> int:
     """One YAML file per object, named namespace/kind-name.yaml; stale files of earlier runs removed."""
+    from reconciler.diffs import to_yaml
     folder.mkdir(parents=True, exist_ok=True)
     wanted = {}
     for obj in desired:
@@ -368,7 +370,7 @@ def write_manifests(folder: Path, desired: tuple[DesiredObject, ...]) -> int:
     for relative, body in wanted.items():
         target = folder / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        text = diffs.to_yaml(body)
+        text = to_yaml(body)
         if not target.exists() or target.read_text() != text:
             target.write_text(text)
     return len(wanted)
@@ -382,6 +384,7 @@ def write_manifests(folder: Path, desired: tuple[DesiredObject, ...]) -> int:
 @output_option("text", "json")
 def history(database: str | None, source_name: str | None, limit: int, output: str) -> None:
     """List recent sync runs, newest first."""
+    from reconciler.store.embedded import open_state
     state = open_state(state_url(database), create=False)
     runs = state.history(source_name, limit)
     if output == "json":
@@ -446,6 +449,11 @@ def watch(repo: str | None, folder: str | None, branch: str, interval: float, re
           leader_elect: bool, lease_namespace: str, lease_name: str,
           webhook_listen: str | None, webhook_secret: str | None, **options: Any) -> None:
     """Follow a branch: apply each new head, keep the last good revision live when one fails."""
+    from reconciler import logs
+    from reconciler.kube.leader import LeaderElector
+    from reconciler.source.mirror import GitCredentials
+    from reconciler.watcher import FolderWatcher, Watcher
+    from reconciler.webhooks import WebhookServer
     logs.configure()
     settings = settings_from(".", options)
     cluster = _cluster(settings)
@@ -489,6 +497,8 @@ def watch(repo: str | None, folder: str | None, branch: str, interval: float, re
 
 
 def _set_suspended(database: str | None, source_name: str, suspended: bool) -> None:
+    from reconciler.store.embedded import open_state
+
     state = open_state(state_url(database), create=True)
     state.set_suspended(source_name, suspended)
     click.echo(f"source {source_name!r} {'suspended' if suspended else 'resumed'}")
@@ -550,6 +560,8 @@ def sync(url: str, webhook_secret: str) -> None:
 def status(database: str | None, source_name: str, sandbox_api_version: str, output: str,
            **options: Any) -> None:
     """Per agent: the synced revision, readiness on the cluster, and the last sync's errors."""
+    from reconciler.store.embedded import open_state
+
     settings = Settings(source_name=source_name, sandbox_api_version=sandbox_api_version,
                         **{k: v for k, v in options.items()
                            if k in ("kubeconfig", "context", "in_cluster", "qps", "burst")})
@@ -562,6 +574,9 @@ def status(database: str | None, source_name: str, sandbox_api_version: str, out
     drift: dict[str, list[str]] = {}
     cluster = _cluster(settings)
     if cluster is not None:
+        from reconciler.cluster_sync import drifted, read_live
+        from reconciler.kube.status import readiness
+
         objects = read_live(cluster, settings)
         for obj in objects.values():
             if obj["kind"] in ("Sandbox", "SandboxWarmPool"):
@@ -608,6 +623,9 @@ def status(database: str | None, source_name: str, sandbox_api_version: str, out
 @LOCK_TIMEOUT_OPTION
 def migrate(database: str | None, lock_timeout: float) -> None:
     """Upgrade the state database's schema to this version; safe to run twice or from several pods at once."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
     from reconciler.store import migrate as migrations
     from reconciler.store.embedded import connect
 
@@ -637,8 +655,8 @@ def schema(output: str) -> None:
         click.echo(schema_text(), nl=False)
 
 
-main.add_command(serve)
-main.add_command(keys)
+main.add_command(chat_commands.serve)
+main.add_command(chat_commands.keys)
 main.add_command(completion)
 
 

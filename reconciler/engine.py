@@ -4,62 +4,35 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler import guards
 from reconciler.agent_plan import plan_agents, side_of_config_map, side_of_record, side_of_spec
 from reconciler.config import Settings
 from reconciler.container_env import container_env
-from reconciler.errors import InvalidRevision, Problem, ReconcilerError
-from reconciler.kube.applying import (
-    ApplyResult,
-    apply_plan,
-    ensure_namespaces,
-    unowned_existing,
-)
-from reconciler.kube.client import FIELD_MANAGER, Cluster
-from reconciler.kube.compare import live_record
-from reconciler.kube.live import list_owned
+from reconciler.errors import ClusterApplyFailed, InvalidRevision, ReconcilerError
 from reconciler.plan import Plan, RecordedObject, make_plan
 from reconciler.render import (
     AGENT_LABEL,
     PATH_ANNOTATION,
-    PRUNE_ANNOTATION,
     AgentRecord,
     DesiredObject,
     ObjectKey,
     RenderMemo,
-    RenderSettings,
-    comparable,
-    managed_kinds,
-    render_agents,
     secret_name,
 )
-from reconciler.source import open_source
-from reconciler.source.snapshot import Snapshot
-from reconciler.spec.validate import ParseCache, ParsedRevision, parse_revision
-from reconciler.store.embedded import EmbeddedState, SyncResult, database_url, open_state
+from reconciler.revision import Clock, Revision, _utc_now, read_revision, render_revision
+from reconciler.spec.validate import ParseCache
 
-Clock = Callable[[], datetime]
+if TYPE_CHECKING:
+    # The Kubernetes client and SQLAlchemy are imported only by the runs that use them.
+    from reconciler.kube.applying import ApplyResult
+    from reconciler.kube.client import Cluster
+    from reconciler.store.embedded import EmbeddedState, SyncResult
 
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Revision:
-    """One revision of the source, validated."""
-
-    snapshot: Snapshot
-    parsed: ParsedRevision
-
-    @property
-    def id(self) -> str | None:
-        return self.snapshot.revision
-
+__all__ = ["ClusterApplyFailed", "Clock", "Outcome", "Revision", "compare_revisions", "read_revision", "reconcile",
+           "render_revision"]
 
 @dataclass(frozen=True)
 class Outcome:
@@ -70,52 +43,12 @@ class Outcome:
     cluster: ApplyResult | None = None
 
 
-class ClusterApplyFailed(ReconcilerError):
-    """Some objects were refused by the cluster; the database keeps the last good revision."""
-
-    exit_code = 4
-
-    def __init__(self, outcome: Outcome) -> None:
-        self.outcome = outcome
-        assert outcome.cluster is not None
-        failures = outcome.cluster.failures
-        super().__init__(f"{len(failures)} object(s) failed; revision {outcome.revision.id or '(folder)'} is "
-                         "not recorded as synced")
-
-
 class SourceSuspended(ReconcilerError):
     """The source is suspended: nothing is applied until `reconcile resume`."""
 
 
 class UnsafePrune(ReconcilerError):
     """A plan a guard refuses (see guards): too much pruned at once, or CONTAINER_ENV_ variables removed."""
-
-
-def read_revision(settings: Settings, *, cache: ParseCache | None = None) -> Revision:
-    """Read and validate every spec of one revision. Raises InvalidRevision with all problems.
-
-    With a cache (kept by a long-running caller), files parsed before are neither read nor parsed again.
-    """
-    snapshot = open_source(settings.path, revision=settings.revision, subpath=settings.subpath,
-                           work_tree=settings.work_tree)
-    parsed = parse_revision(snapshot.spec_files(), read_file=snapshot.read_file, display=snapshot.display,
-                            default_namespace=settings.namespace, limits=settings.limits, cache=cache)
-    skipped = [Problem(snapshot.display(path), 1, 1, "", reason, "point the link inside the source, or remove it")
-               for path, reason in snapshot.skipped]
-    if skipped or parsed.problems:
-        raise InvalidRevision([*parsed.problems, *skipped], snapshot.revision)
-    return Revision(snapshot, parsed)
-
-
-def render_revision(revision: Revision, settings: Settings, *, salt: str, clock: Clock = _utc_now,
-                    memo: RenderMemo | None = None,
-                    kept_env: frozenset[str] = frozenset()) -> tuple[list[DesiredObject], list[AgentRecord]]:
-    render_settings = RenderSettings(
-        source=settings.source_name, revision=revision.id, sandbox_api_version=settings.sandbox_api_version,
-        gateway_url=settings.gateway_url, container_env=container_env(settings.environ), secret_salt=salt,
-        now=clock(), kept_env_namespaces=kept_env)
-    agents = revision.parsed.agents
-    return render_agents(agents, render_settings, memo)
 
 
 def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock: Clock = _utc_now,
@@ -127,10 +60,7 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
     An invalid revision applies nothing; with dry_run=False its failure is recorded.
     `on_read` sees the validated revision before anything is planned (for progress).
     """
-    state = open_state(database_url(settings.database), create=not dry_run, lock_timeout=settings.lock_timeout)
-    if not dry_run and state.suspended(settings.source_name):
-        raise SourceSuspended(f"source {settings.source_name!r} is suspended; nothing was applied "
-                              "(`reconcile resume` to go on; `reconcile diff` still shows changes)")
+    state = open_for(settings, dry_run=dry_run)
     record_failure = partial(state.record_failure, source=settings.source_name, trigger=trigger)
     try:
         revision = read_revision(settings, cache=cache)
@@ -140,25 +70,22 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
         raise
     if on_read is not None:
         on_read(revision)
-    live = read_live(cluster, settings) if cluster else {}
-    kept_env = kept_environment(settings, live if cluster else None, state)
+    sync = None
+    if cluster is not None:
+        from reconciler import cluster_sync as sync  # the Kubernetes client, only with a cluster
+    live = sync.read_live(cluster, settings) if sync else None
+    kept_env = kept_environment(settings, live, state)
     desired, records = render_revision(revision, settings, salt=state.salt(), clock=clock, memo=memo,
                                        kept_env=kept_env)
-    recorded = live_state(live, desired, salt=state.salt()) if cluster else state.recorded_objects(
+    recorded = sync.live_state(live, desired, salt=state.salt()) if sync else state.recorded_objects(
         settings.source_name, desired)
-    secret = secret_name(settings.source_name)
-    # Kept Secrets are neither written nor pruned: this run knows no values for them.
-    recorded = [r for r in recorded if not (r.kind == "Secret" and r.name == secret and r.namespace in kept_env)]
-    plan = plan_revision(revision, desired, recorded, settings)
-    plan = review_agents(plan, revision, records, state, live=live if cluster else None)
-    if kept_env:
-        plan = dataclasses.replace(plan, notes=(*plan.notes, KEPT_ENV_NOTE.format(count=len(kept_env))))
+    plan = plan_with_agents(revision, desired, recorded, records, settings, state, live=live, kept_env=kept_env)
     if plan.refused and not dry_run:
         record_failure(revision=revision.id, errors=[plan.refused])
         raise UnsafePrune(plan.refused)
     applied = None
-    if cluster is not None:
-        plan, applied = sync_cluster(cluster, plan, live, settings, dry_run=dry_run)
+    if sync:
+        plan, applied = sync.sync_cluster(cluster, plan, live or {}, settings, dry_run=dry_run)
         if not applied.ok and not dry_run:
             record_failure(revision=revision.id, errors=[str(f) for f in applied.failures])
             raise ClusterApplyFailed(Outcome(revision, plan, tuple(desired), cluster=applied))
@@ -168,6 +95,29 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
     suspended = frozenset(a.key for a in revision.parsed.agents if a.suspend)
     result = state.apply(plan, records, trigger=trigger, suspended=suspended)
     return Outcome(revision, plan, tuple(desired), result, applied)
+
+
+def open_for(settings: Settings, *, dry_run: bool) -> EmbeddedState:
+    """The state database; an apply is refused while the source is suspended."""
+    from reconciler.store.embedded import database_url, open_state  # SQLAlchemy, only when a state is used
+
+    state = open_state(database_url(settings.database), create=not dry_run, lock_timeout=settings.lock_timeout)
+    if not dry_run and state.suspended(settings.source_name):
+        raise SourceSuspended(f"source {settings.source_name!r} is suspended; nothing was applied "
+                              "(`reconcile resume` to go on; `reconcile diff` still shows changes)")
+    return state
+
+
+def plan_with_agents(revision: Revision, desired: list[DesiredObject], recorded: list[RecordedObject],
+                     records: list[AgentRecord], settings: Settings, state: EmbeddedState, *,
+                     live: dict[ObjectKey, dict[str, Any]] | None, kept_env: frozenset[str]) -> Plan:
+    """The guarded object plan with its agent level; kept container-env Secrets are neither written nor pruned."""
+    secret = secret_name(settings.source_name)
+    recorded = [r for r in recorded if not (r.kind == "Secret" and r.name == secret and r.namespace in kept_env)]
+    plan = review_agents(plan_revision(revision, desired, recorded, settings), revision, records, state, live=live)
+    if kept_env:
+        plan = dataclasses.replace(plan, notes=(*plan.notes, KEPT_ENV_NOTE.format(count=len(kept_env))))
+    return plan
 
 
 def compare_revisions(settings: Settings, *, base: str, head: str, clock: Clock = _utc_now) -> Outcome:
@@ -242,63 +192,3 @@ def plan_revision(revision: Revision, desired: list[DesiredObject], recorded: li
     return plan
 
 
-def sync_cluster(cluster: Cluster, plan: Plan, live: dict[ObjectKey, dict[str, Any]], settings: Settings, *,
-                 dry_run: bool) -> tuple[Plan, ApplyResult]:
-    """Adoption check, namespaces, then the plan's writes (dryRun=All with dry_run)."""
-    plan = guard_adoption(cluster, plan, adopt=settings.adopt, concurrency=settings.concurrency)
-    if settings.create_namespaces:
-        ensure_namespaces(cluster, {c.key.namespace for c in plan.pending if c.action != "delete"}, dry_run=dry_run)
-    applied = apply_plan(cluster, plan, live=live, force_conflicts=settings.force_conflicts, adopt=settings.adopt,
-                         dry_run=dry_run, concurrency=settings.concurrency)
-    return plan, applied
-
-
-def guard_adoption(cluster: Cluster, plan: Plan, *, adopt: bool, concurrency: int = 4) -> Plan:
-    """Creates of objects that exist unlabelled are blocked unless `adopt`; the diff says why."""
-    if adopt or not any(c.action == "create" for c in plan.pending):
-        return plan
-    unowned = unowned_existing(cluster, plan, concurrency=concurrency)
-    if not unowned:
-        return plan
-    reason = "exists on the cluster without this source's labels; pass --adopt to take it over"
-    return dataclasses.replace(plan, changes=tuple(
-        dataclasses.replace(c, blocked=reason) if c.key in unowned and c.action == "create" else c
-        for c in plan.changes))
-
-
-def read_live(cluster: Cluster, settings: Settings) -> dict[ObjectKey, dict[str, Any]]:
-    """This source's live objects, by key: one LIST per kind."""
-    objects = list_owned(cluster, managed_kinds(settings.sandbox_api_version), settings.source_name)
-    return {ObjectKey.of(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in objects}
-
-
-def live_state(live: dict[ObjectKey, dict[str, Any]], desired: list[DesiredObject], *,
-               salt: str) -> list[RecordedObject]:
-    """Live objects in record form; one annotated to opt out of pruning is left out once undeclared."""
-    wanted = {o.key: o for o in desired}
-    recorded = []
-    for key, obj in live.items():
-        target = wanted.get(key)
-        annotations = obj["metadata"].get("annotations") or {}
-        if target is None and annotations.get(PRUNE_ANNOTATION) == "disabled":
-            continue
-        labels = obj["metadata"].get("labels") or {}
-        agent = f"{key.namespace}/{labels[AGENT_LABEL]}" if AGENT_LABEL in labels else None
-        record = live_record(obj, target.record if target else None, manager=FIELD_MANAGER, salt=salt)
-        recorded.append(RecordedObject(obj["apiVersion"], key.kind, key.namespace, key.name, record, agent))
-    return recorded
-
-
-def drifted(recorded: list[RecordedObject], live: dict[ObjectKey, dict[str, Any]], *,
-            salt: str) -> list[tuple[str, str]]:
-    """(agent, "Kind changed" or "Kind missing") for applied objects that differ on the cluster now."""
-    found = []
-    for rec in recorded:
-        if rec.agent is None or rec.record is None:
-            continue
-        obj = live.get(rec.key)
-        if obj is None:
-            found.append((rec.agent, f"{rec.kind} missing"))
-        elif comparable(live_record(obj, rec.record, manager=FIELD_MANAGER, salt=salt)) != comparable(rec.record):
-            found.append((rec.agent, f"{rec.kind} changed"))
-    return found

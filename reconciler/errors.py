@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, order=True)
@@ -30,6 +31,21 @@ class ReconcilerError(Exception):
     """Base of every error the CLI turns into a message and an exit code (>= 2)."""
 
     exit_code = 2
+
+
+class ClusterApplyFailed(ReconcilerError):
+    """Some objects were refused by the cluster; the database keeps the last good revision.
+
+    `outcome` is the engine's Outcome, its `cluster` the ApplyResult with each failure.
+    """
+
+    exit_code = 4
+
+    def __init__(self, outcome: Any) -> None:
+        self.outcome = outcome
+        failures = outcome.cluster.failures
+        super().__init__(f"{len(failures)} object(s) failed; revision {outcome.revision.id or '(folder)'} is "
+                         "not recorded as synced")
 
 
 class InvalidRevision(ReconcilerError):

@@ -24,7 +24,6 @@ from reconciler.config import (
     state_url,
 )
 from reconciler.errors import ConfigError
-from reconciler.store.embedded import open_state
 
 log = logging.getLogger("reconciler.chat")
 
@@ -96,6 +95,7 @@ def serve(listen: tuple[str, int], keepalive_timeout: float, gateway_url: str | 
     from reconciler.chat.app import create_app
     from reconciler.chat.context import Budget
     from reconciler.chat.turns import DatabaseOptions
+    from reconciler.store.embedded import open_state
 
     logs.configure(also=("uvicorn",))
     state = open_state(state_url(database), create=True, lock_timeout=lock_timeout)
@@ -200,6 +200,8 @@ def revoke_key(name: str, database: str | None) -> None:
 
 
 def _engine(database: str | None) -> Any:
+    from reconciler.store.embedded import open_state
+
     state = open_state(state_url(database), create=True)
     assert state.engine is not None
     return state.engine

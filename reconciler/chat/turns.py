@@ -12,8 +12,8 @@ from typing import Any, Protocol, TypeVar
 
 import anyio
 from sqlalchemy import event, text
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from reconciler.chat.context import Budget, Message
 from reconciler.chat.keys import KeyInfo, KeyStore

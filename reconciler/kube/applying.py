@@ -21,7 +21,6 @@ from reconciler.plan import Change, Plan
 from reconciler.render import MANAGED_BY, MANAGED_BY_LABEL, ObjectKey
 from reconciler.spec.model import Origin
 
-
 # Up to this many objects of one kind to create in one namespace, the adoption check GETs each.
 FEW_GETS = 3
 

@@ -6,10 +6,12 @@ import json
 from collections.abc import Callable, Iterator
 from functools import cache
 from importlib.resources import files
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+if TYPE_CHECKING:
+    # jsonschema is imported only to explain an error: a valid document is checked by jsonschema_rs.
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 SCHEMA_FILE = "agent.schema.json"
 
@@ -36,6 +38,8 @@ def agent_schema() -> dict[str, Any]:
 
 @cache
 def _validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     schema = agent_schema()
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
@@ -59,6 +63,8 @@ def _fast_check() -> Callable[[Any], bool]:
 def _document_validator() -> Draft202012Validator:
     # Checked first on its own: for a document that is not an Agent at all (another
     # kind), every other complaint would be noise.
+    from jsonschema import Draft202012Validator
+
     schema = agent_schema()
     return Draft202012Validator({
         "type": "object",

@@ -1,0 +1,78 @@
+"""The cluster's side of a reconcile: its live objects in the plan's terms, the adoption check, the writes.
+
+Imported only when a command acts on a cluster: it brings in the Kubernetes client.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from reconciler.config import Settings
+from reconciler.kube.applying import ApplyResult, apply_plan, ensure_namespaces, unowned_existing
+from reconciler.kube.client import FIELD_MANAGER, Cluster
+from reconciler.kube.compare import live_record
+from reconciler.kube.live import list_owned
+from reconciler.plan import Plan, RecordedObject
+from reconciler.render import AGENT_LABEL, PRUNE_ANNOTATION, DesiredObject, ObjectKey, comparable, managed_kinds
+
+
+def sync_cluster(cluster: Cluster, plan: Plan, live: dict[ObjectKey, dict[str, Any]], settings: Settings, *,
+                 dry_run: bool) -> tuple[Plan, ApplyResult]:
+    """Adoption check, namespaces, then the plan's writes (dryRun=All with dry_run)."""
+    plan = guard_adoption(cluster, plan, adopt=settings.adopt, concurrency=settings.concurrency)
+    if settings.create_namespaces:
+        ensure_namespaces(cluster, {c.key.namespace for c in plan.pending if c.action != "delete"}, dry_run=dry_run)
+    applied = apply_plan(cluster, plan, live=live, force_conflicts=settings.force_conflicts, adopt=settings.adopt,
+                         dry_run=dry_run, concurrency=settings.concurrency)
+    return plan, applied
+
+
+def guard_adoption(cluster: Cluster, plan: Plan, *, adopt: bool, concurrency: int = 4) -> Plan:
+    """Creates of objects that exist unlabelled are blocked unless `adopt`; the diff says why."""
+    if adopt or not any(c.action == "create" for c in plan.pending):
+        return plan
+    unowned = unowned_existing(cluster, plan, concurrency=concurrency)
+    if not unowned:
+        return plan
+    reason = "exists on the cluster without this source's labels; pass --adopt to take it over"
+    return dataclasses.replace(plan, changes=tuple(
+        dataclasses.replace(c, blocked=reason) if c.key in unowned and c.action == "create" else c
+        for c in plan.changes))
+
+
+def read_live(cluster: Cluster, settings: Settings) -> dict[ObjectKey, dict[str, Any]]:
+    """This source's live objects, by key: one LIST per kind."""
+    objects = list_owned(cluster, managed_kinds(settings.sandbox_api_version), settings.source_name)
+    return {ObjectKey.of(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in objects}
+
+
+def live_state(live: dict[ObjectKey, dict[str, Any]], desired: list[DesiredObject], *,
+               salt: str) -> list[RecordedObject]:
+    """Live objects in record form; one annotated to opt out of pruning is left out once undeclared."""
+    wanted = {o.key: o for o in desired}
+    recorded = []
+    for key, obj in live.items():
+        target = wanted.get(key)
+        annotations = obj["metadata"].get("annotations") or {}
+        if target is None and annotations.get(PRUNE_ANNOTATION) == "disabled":
+            continue
+        labels = obj["metadata"].get("labels") or {}
+        agent = f"{key.namespace}/{labels[AGENT_LABEL]}" if AGENT_LABEL in labels else None
+        record = live_record(obj, target.record if target else None, manager=FIELD_MANAGER, salt=salt)
+        recorded.append(RecordedObject(obj["apiVersion"], key.kind, key.namespace, key.name, record, agent))
+    return recorded
+
+
+def drifted(recorded: list[RecordedObject], live: dict[ObjectKey, dict[str, Any]], *,
+            salt: str) -> list[tuple[str, str]]:
+    """(agent, "Kind changed" or "Kind missing") for applied objects that differ on the cluster now."""
+    found = []
+    for rec in recorded:
+        if rec.agent is None or rec.record is None:
+            continue
+        obj = live.get(rec.key)
+        if obj is None:
+            found.append((rec.agent, f"{rec.kind} missing"))
+        elif comparable(live_record(obj, rec.record, manager=FIELD_MANAGER, salt=salt)) != comparable(rec.record):
+            found.append((rec.agent, f"{rec.kind} changed"))
+    return found
