@@ -53,12 +53,14 @@ class UnsafePrune(ReconcilerError):
 
 def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock: Clock = _utc_now,
               on_read: Callable[[Revision], None] | None = None, cluster: Cluster | None = None,
-              cache: ParseCache | None = None, memo: RenderMemo | None = None) -> Outcome:
+              cache: ParseCache | None = None, memo: RenderMemo | None = None,
+              live: dict[ObjectKey, dict[str, Any]] | None = None) -> Outcome:
     """Make the cluster (or, without one, the recorded state) equal the revision; with dry_run only
     say how it differs. The database records the revision only when the cluster side succeeded.
 
     An invalid revision applies nothing; with dry_run=False its failure is recorded.
     `on_read` sees the validated revision before anything is planned (for progress).
+    `live` is the cluster's objects from a live cache (kube.cache); without it they are listed.
     """
     state = open_for(settings, dry_run=dry_run)
     record_failure = partial(state.record_failure, source=settings.source_name, trigger=trigger)
@@ -73,7 +75,10 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
     sync = None
     if cluster is not None:
         from reconciler import cluster_sync as sync  # the Kubernetes client, only with a cluster
-    live = sync.read_live(cluster, settings) if sync else None
+    if sync and live is None:
+        live = sync.read_live(cluster, settings)
+    elif not sync:
+        live = None
     kept_env = kept_environment(settings, live, state)
     desired, records = render_revision(revision, settings, salt=state.salt(), clock=clock, memo=memo,
                                        kept_env=kept_env)

@@ -11,18 +11,24 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.config import Settings
 from reconciler.engine import ClusterApplyFailed, SourceSuspended, reconcile
 from reconciler.errors import ReconcilerError, StateError
+from reconciler.kube.cache import LiveCache
 from reconciler.kube.client import Cluster
 from reconciler.kube.leader import LeaderElector
+from reconciler.kube.live import owner_selector
 from reconciler.metrics import Metrics
 from reconciler.plan import Plan
-from reconciler.render import RenderMemo
+from reconciler.render import ObjectKey, RenderMemo, managed_kinds
 from reconciler.source.mirror import GitCredentials, GitMirror
 from reconciler.spec.validate import ParseCache
 from reconciler.store.embedded import database_url, open_state
+
+if TYPE_CHECKING:
+    from reconciler.kube.applying import ApplyResult
 
 log = logging.getLogger("reconciler.watch")
 
@@ -81,13 +87,35 @@ class Watcher:
     # Files parsed in earlier rounds, by blob id: a commit that changes one file parses one file.
     parse_cache: ParseCache = dataclasses.field(default_factory=ParseCache)
     render_memo: RenderMemo = dataclasses.field(default_factory=RenderMemo)
+    # With a cluster: its objects, kept by LIST+WATCH; a change made there wakes the loop to heal it.
+    live_cache: LiveCache | None = None
+    # Set when the cluster changed under us: the next round reconciles even if the head did not move.
+    changed: threading.Event = dataclasses.field(default_factory=threading.Event)
 
     def shutdown(self) -> None:
         self.stop.set()
         self.wake.set()
+        if self.live_cache is not None:
+            self.live_cache.stop()
+
+    def _cluster_changed(self, _key: ObjectKey) -> None:
+        self.changed.set()
+        self.wake.set()
+
+    def start_cache(self, *, timeout: float = 60.0) -> None:
+        """LIST and WATCH this source's kinds (once per process); rounds then plan against memory."""
+        if self.cluster is None or self.live_cache is not None:
+            return
+        self.live_cache = LiveCache(self.cluster, managed_kinds(self.settings.sandbox_api_version),
+                                    owner_selector(self.settings.source_name),
+                                    on_change=self._cluster_changed).start()
+        if not self.live_cache.wait_synced(timeout):
+            log.warning("the live cache is not filled after %.0f s; rounds list the cluster until it is", timeout)
 
     def run(self, *, once: bool = False) -> None:
         failures = 0
+        if not once:
+            self.start_cache()
         while not self.stop.is_set():
             if self.elector is not None and not self.elector.is_leader:
                 if once:
@@ -99,7 +127,10 @@ class Watcher:
             try:
                 head = mirror.fetch(self.branch)
                 last = self.state.last_sync
-                if head != self.state.attempted or last is None or time.monotonic() - last >= self.resync:
+                changed = self.changed.is_set()
+                self.changed.clear()
+                if (head != self.state.attempted or changed or last is None
+                        or time.monotonic() - last >= self.resync):
                     self._reconcile(mirror.path, head)
                     self.state.last_sync = time.monotonic()
                 failures = 0
@@ -116,6 +147,15 @@ class Watcher:
             self.wake.wait(wait * (0.9 + 0.2 * random.random()))  # noqa: S311 - jitter
             self.wake.clear()
 
+    def _remember(self, applied: ApplyResult | None) -> None:
+        """Our own writes into the live cache, so that their watch events are no change."""
+        if self.live_cache is None or applied is None:
+            return
+        for obj in applied.written:
+            self.live_cache.record(obj)
+        for key in applied.deleted:
+            self.live_cache.forget(key)
+
     def _record_fetch_failure(self, message: str) -> None:
         try:
             state = open_state(database_url(self.settings.database), create=True,
@@ -130,9 +170,11 @@ class Watcher:
         self.state.runs += 1
         settings = dataclasses.replace(self.settings, path=str(path), revision=head, work_tree=False)
         started = time.monotonic()
+        cache = self.live_cache
+        live = cache.snapshot() if cache is not None and cache.wait_synced(0) else None
         try:
             outcome = reconcile(settings, dry_run=False, trigger="watch", cluster=self.cluster,
-                                cache=self.parse_cache, memo=self.render_memo)
+                                cache=self.parse_cache, memo=self.render_memo, live=live)
         except SourceSuspended as error:
             # Not an attempt: the head is tried again at the first round after `reconcile resume`.
             self.state.attempted, self.state.last_error = previous, str(error)
@@ -144,12 +186,15 @@ class Watcher:
             self.metrics.reconciled(settings.source_name, time.monotonic() - started, "failed")
             raise
         except ReconcilerError as error:
+            if isinstance(error, ClusterApplyFailed):
+                self._remember(error.outcome.cluster)  # what did go out before the failure
             self.metrics.reconciled(settings.source_name, time.monotonic() - started, "failed")
             self.state.last_error = describe(error)
             log_agent_failures(error, head)
             log.error("revision %s not applied: %s", head[:12], error,
                       extra={"revision": head, "errors": details(error)})
             return
+        self._remember(outcome.cluster)
         self.metrics.reconciled(settings.source_name, time.monotonic() - started, "succeeded", outcome.plan, head)
         self.state.applied, self.state.last_error = head, None
         log_agent_changes(outcome.plan, head)

@@ -40,6 +40,10 @@ class ObjectFailure:
 @dataclass
 class ApplyResult:
     failures: list[ObjectFailure] = field(default_factory=list)
+    # What the server answered for each object written (not in a dry run), and what was deleted:
+    # a live cache takes them in, so its own writes coming back through the watch are no change.
+    written: list[dict[str, Any]] = field(default_factory=list)
+    deleted: list[ObjectKey] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -67,11 +71,15 @@ def apply_plan(cluster: Cluster, plan: Plan, *, live: Mapping[ObjectKey, dict[st
         try:
             if change.action == "delete":
                 _delete(cluster, change, dry_run)
+                if not dry_run:
+                    result.deleted.append(change.key)
             else:
                 # Adopting takes over the fields whoever created the object holds.
                 force = force_conflicts or (adopt and change.action == "create") or (
                     heal_drift and _only_hand_edits(live.get(change.key)))
-                _apply(cluster, change, force=force, dry_run=dry_run)
+                answer = _apply(cluster, change, force=force, dry_run=dry_run)
+                if not dry_run:
+                    result.written.append(answer)
         except ApiException as error:
             return ObjectFailure(change.key, change.origin, error.status or 0, server_message(error))
         return None
@@ -88,15 +96,16 @@ def apply_plan(cluster: Cluster, plan: Plan, *, live: Mapping[ObjectKey, dict[st
     return result
 
 
-def _apply(cluster: Cluster, change: Change, *, force: bool, dry_run: bool) -> None:
+def _apply(cluster: Cluster, change: Change, *, force: bool, dry_run: bool) -> dict[str, Any]:
     assert change.desired is not None
     resource = cluster.resource(change.api_version, change.key.kind)
     options: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force_conflicts": force,
                                "_request_timeout": cluster.timeout}
     if dry_run:
         options["dry_run"] = "All"
-    cluster.call(lambda: resource.server_side_apply(body=change.desired.body, name=change.key.name,
-                                                    namespace=change.key.namespace, **options))
+    answer = cluster.call(lambda: resource.server_side_apply(body=change.desired.body, name=change.key.name,
+                                                             namespace=change.key.namespace, **options))
+    return answer.to_dict()
 
 
 def _delete(cluster: Cluster, change: Change, dry_run: bool) -> None:

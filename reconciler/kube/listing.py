@@ -38,9 +38,18 @@ def list_items(cluster: Cluster, api_version: str, kind: str, *, namespace: str 
     Raises ApiException as the client would, after its retries; a continue token that expired
     mid-way (410) starts the listing over, so no item is returned twice.
     """
+    return list_versioned(cluster, api_version, kind, namespace=namespace, label_selector=label_selector,
+                          metadata_only=metadata_only, page_size=page_size)[0]
+
+
+def list_versioned(cluster: Cluster, api_version: str, kind: str, *, namespace: str | None = None,
+                   label_selector: str | None = None, metadata_only: bool = False,
+                   page_size: int = PAGE_SIZE) -> tuple[list[dict[str, Any]], str]:
+    """`list_items`, and the resourceVersion of the snapshot the pages came from (to watch from)."""
     path = collection_path(cluster, api_version, kind, namespace)
     token: str | None = None
     items: list[dict[str, Any]] = []
+    version = ""
     while True:
         query: list[tuple[str, Any]] = [("limit", page_size)]
         if label_selector:
@@ -54,6 +63,8 @@ def list_items(cluster: Cluster, api_version: str, kind: str, *, namespace: str 
                 token, items = None, []  # the snapshot the pages came from is gone: list again from the start
                 continue
             raise
+        if not token:
+            version = (page.get("metadata") or {}).get("resourceVersion") or ""
         for item in page.get("items") or ():
             if not metadata_only:
                 item.setdefault("apiVersion", api_version)
@@ -61,7 +72,7 @@ def list_items(cluster: Cluster, api_version: str, kind: str, *, namespace: str 
             items.append(item)
         token = (page.get("metadata") or {}).get("continue")
         if not token:
-            return items
+            return items, version
 
 
 def _get(cluster: Cluster, path: str, query: list[tuple[str, Any]], accept: str) -> dict[str, Any]:

@@ -123,6 +123,8 @@ class FakeKube:
         # Revisions at or below this one are compacted away: continue tokens and watches from them get 410.
         self.compacted = 0
         self.bookmark_interval = 1.0
+        # Bumped to end every open watch, as when the connection to a real server drops.
+        self.watch_generation = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -174,6 +176,12 @@ class FakeKube:
             current = copy.deepcopy(self.objects[(group, plural, namespace, name)])
             _merge(current, change)
             return self.write(group, plural, namespace, current, manager=manager, operation="Update")
+
+    def drop_watches(self) -> None:
+        """End every open watch (a dropped connection); watchers then watch again, or list again on 410."""
+        with self.lock:
+            self.watch_generation += 1
+            self.changed.notify_all()
 
     def compact(self) -> None:
         """What etcd compaction does: every earlier resourceVersion is gone (410 Gone for lists and watches)."""
@@ -281,15 +289,20 @@ class FakeKube:
         meta["name"] = name
         if resource.namespaced:
             meta["namespace"] = namespace
+        # As a real server: custom resources count their spec's changes in generation; core kinds
+        # without a spec (Secret, ConfigMap, Namespace) have none.
+        counts_generation = bool(group) and group != "coordination.k8s.io"
         if current is None:
-            meta.update(uid=str(uuid.uuid4()), creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                        generation=1)
+            meta.update(uid=str(uuid.uuid4()), creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            if counts_generation:
+                meta["generation"] = 1
         else:
             for keep in ("uid", "creationTimestamp", "generation", "resourceVersion"):
-                meta[keep] = current["metadata"][keep]
+                if keep in current["metadata"]:
+                    meta[keep] = current["metadata"][keep]
             if "status" in current and "status" not in obj:
                 obj["status"] = current["status"]
-            if obj.get("spec") != current.get("spec"):
+            if counts_generation and obj.get("spec") != current.get("spec"):
                 meta["generation"] = current["metadata"]["generation"] + 1
         meta["managedFields"] = [
             {"manager": m, "operation": op, "apiVersion": obj["apiVersion"], "fieldsType": "FieldsV1",
@@ -359,8 +372,11 @@ class FakeKube:
                                                                        f"({self.compacted})").status()}
             return
         bookmarked = time.monotonic()
+        generation = self.watch_generation
         while True:
             with self.lock:
+                if self.watch_generation != generation:
+                    return
                 pending = [e for e in self.events if e[0] > position and e[2] == (group, plural)]
                 if not pending:
                     left = deadline - time.monotonic()

@@ -1,0 +1,138 @@
+"""The watcher's live cache: LIST once, then WATCH; hand edits and deletes heal at once, our own writes
+are no change, a 410 lists again, and a no-op round asks the server nothing."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from factories import agent_yaml
+from fakekube import FakeKube
+from watching import push, wait_for, watcher
+
+from reconciler.kube.cache import LiveCache
+from reconciler.kube.client import connect
+from reconciler.kube.live import owner_selector
+from reconciler.render import ObjectKey, managed_kinds
+
+EXT, CORE = "extensions.agents.x-k8s.io", "agents.x-k8s.io"
+
+
+@pytest.fixture
+def kube():
+    with FakeKube() as server:
+        server.create_namespace("agents")
+        server.bookmark_interval = 0.2
+        yield server
+
+
+@pytest.fixture
+def cluster(kube, tmp_path):
+    return connect(kubeconfig=str(kube.kubeconfig(tmp_path / "kubeconfig")))
+
+
+def config_map(kube: FakeKube, name: str, value: str, source: str = "default") -> dict:
+    return kube.write("", "configmaps", "agents", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": name, "namespace": "agents", "labels": {"app.kubernetes.io/managed-by": "agent-reconciler",
+                                                        "agent-reconciler.io/source": source}},
+        "data": {"k": value}}, manager="test", operation="Update")
+
+
+def test_the_cache_lists_once_then_follows_changes(kube, cluster):
+    config_map(kube, "a", "1")
+    config_map(kube, "other-source", "1", source="elsewhere")
+    changed: list[ObjectKey] = []
+    cache = LiveCache(cluster, [("v1", "ConfigMap")], owner_selector("default"), on_change=changed.append).start()
+    try:
+        assert cache.wait_synced(10)
+        assert [k.name for k in cache.snapshot()] == ["a"]
+        config_map(kube, "a", "2")
+        wait_for(lambda: cache.snapshot()[ObjectKey.of("ConfigMap", "agents", "a")]["data"] == {"k": "2"})
+        config_map(kube, "b", "1")
+        wait_for(lambda: ObjectKey.of("ConfigMap", "agents", "b") in cache.snapshot())
+        kube.delete("", "configmaps", "agents", "a", dry_run=False)
+        wait_for(lambda: ObjectKey.of("ConfigMap", "agents", "a") not in cache.snapshot())
+        wait_for(lambda: len(changed) >= 3)
+        assert [k.name for k in changed] == ["a", "b", "a"], changed
+        assert cache.stats.lists == 1 and cache.stats.relists == 0
+    finally:
+        cache.stop()
+
+
+def test_our_own_writes_are_no_change_and_status_updates_neither(kube, cluster):
+    changed: list[ObjectKey] = []
+    cache = LiveCache(cluster, [("v1", "ConfigMap")], owner_selector("default"), on_change=changed.append).start()
+    try:
+        assert cache.wait_synced(10)
+        cache.record(config_map(kube, "ours", "1"))  # as the watcher does with what the server answered
+        config_map(kube, "theirs", "1")
+        wait_for(lambda: ObjectKey.of("ConfigMap", "agents", "theirs") in cache.snapshot())
+        wait_for(lambda: len(changed) >= 1)
+        assert [k.name for k in changed] == ["theirs"]
+    finally:
+        cache.stop()
+
+
+def test_a_compacted_watch_lists_again_and_reports_what_it_missed(kube, cluster):
+    config_map(kube, "a", "1")
+    changed: list[ObjectKey] = []
+    cache = LiveCache(cluster, [("v1", "ConfigMap")], owner_selector("default"), on_change=changed.append,
+                      backoff=0.05).start()
+    try:
+        assert cache.wait_synced(10)
+        # The watch is cut, and while it is an object changes and the history is compacted away.
+        with kube.lock:
+            kube.drop_watches()
+            config_map(kube, "a", "2")
+            kube.compact()
+        wait_for(lambda: cache.snapshot()[ObjectKey.of("ConfigMap", "agents", "a")]["data"] == {"k": "2"})
+        assert changed and changed[-1].name == "a"
+        assert cache.stats.relists == 1
+    finally:
+        cache.stop()
+
+
+def test_a_watch_answering_410_lists_again(kube, cluster):
+    config_map(kube, "a", "1")
+    cache = LiveCache(cluster, [("v1", "ConfigMap")], owner_selector("default"), backoff=0.05)
+    cache._synced["ConfigMap"] = threading.Event()
+    version = cache._list("v1", "ConfigMap")
+    config_map(kube, "a", "2")
+    kube.compact()
+    with pytest.raises(Exception, match="too old resource version"):
+        cache._watch("v1", "ConfigMap", version)
+    cache.start()
+    try:
+        wait_for(lambda: cache.snapshot()[ObjectKey.of("ConfigMap", "agents", "a")]["data"] == {"k": "2"})
+    finally:
+        cache.stop()
+
+
+def test_the_watcher_heals_a_hand_edit_and_a_delete_at_once_and_a_no_op_round_asks_nothing(kube, cluster, tmp_path,
+                                                                                        remote):
+    push(remote, {"b.yaml": agent_yaml("b", mode="warm-pool")})
+    loop = watcher(tmp_path, remote, cluster=cluster, resync=3600)
+    loop.interval = 3600  # only the cluster's changes wake it
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: loop.state.applied is not None and kube.get(EXT, "sandboxwarmpools", "agents", "b"))
+        assert loop.live_cache is not None and loop.live_cache.stats.lists == len(managed_kinds("v1beta1"))
+        runs = loop.state.runs
+        kube.requests.clear()
+        kube.edit(EXT, "sandboxwarmpools", "agents", "b", {"spec": {"replicas": 7}})
+        wait_for(lambda: kube.get(EXT, "sandboxwarmpools", "agents", "b")["spec"]["replicas"] == 1)
+        kube.delete(CORE, "sandboxes", "agents", "a", dry_run=False)
+        wait_for(lambda: kube.get(CORE, "sandboxes", "agents", "a") is not None)
+        assert loop.state.runs > runs
+        wait_for(lambda: not loop.changed.is_set() and not loop.wake.is_set())
+        # A round with nothing to do: no LIST, no write; only the open watches.
+        kube.requests.clear()
+        runs = loop.state.runs
+        loop.changed.set()
+        loop.wake.set()
+        wait_for(lambda: loop.state.runs > runs)
+        asked = [(m, p, q) for m, p, q in kube.requests if "watch=true" not in q]
+        assert asked == []
+    finally:
+        loop.shutdown()
+        thread.join(10)
