@@ -5,6 +5,7 @@ Imported only when a command acts on a cluster: it brings in the Kubernetes clie
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.config import Settings
@@ -20,8 +21,9 @@ def sync_cluster(cluster: Cluster, plan: Plan, live: dict[ObjectKey, dict[str, A
                  dry_run: bool) -> tuple[Plan, ApplyResult]:
     """Adoption check, namespaces, then the plan's writes (dryRun=All with dry_run)."""
     plan = guard_adoption(cluster, plan, adopt=settings.adopt, concurrency=settings.concurrency)
-    if settings.create_namespaces:
-        ensure_namespaces(cluster, {c.key.namespace for c in plan.pending if c.action != "delete"}, dry_run=dry_run)
+    namespaces = {c.key.namespace for c in plan.pending if c.action != "delete"}
+    if settings.create_namespaces and namespaces:
+        ensure_namespaces(cluster, namespaces, dry_run=dry_run)
     applied = apply_plan(cluster, plan, live=live, force_conflicts=settings.force_conflicts, adopt=settings.adopt,
                          dry_run=dry_run, concurrency=settings.concurrency)
     return plan, applied
@@ -46,20 +48,41 @@ def read_live(cluster: Cluster, settings: Settings) -> dict[ObjectKey, dict[str,
     return {ObjectKey.of(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in objects}
 
 
+@dataclass
+class ProjectionMemo:
+    """Live objects already in record form, for a long-running caller with a live cache: an object whose
+    live version and desired record are the very same as last round is not projected again."""
+
+    entries: dict[ObjectKey, tuple[dict[str, Any], dict[str, Any] | None, str, RecordedObject]] = field(
+        default_factory=dict)
+
+
 def live_state(live: dict[ObjectKey, dict[str, Any]], desired: list[DesiredObject], *,
-               salt: str) -> list[RecordedObject]:
+               salt: str, memo: ProjectionMemo | None = None) -> list[RecordedObject]:
     """Live objects in record form; one annotated to opt out of pruning is left out once undeclared."""
     wanted = {o.key: o for o in desired}
     recorded = []
+    kept = {}
     for key, obj in live.items():
         target = wanted.get(key)
         annotations = obj["metadata"].get("annotations") or {}
         if target is None and annotations.get(PRUNE_ANNOTATION) == "disabled":
             continue
-        labels = obj["metadata"].get("labels") or {}
-        agent = f"{key.namespace}/{labels[AGENT_LABEL]}" if AGENT_LABEL in labels else None
-        record = live_record(obj, target.record if target else None, manager=FIELD_MANAGER, salt=salt)
-        recorded.append(RecordedObject(obj["apiVersion"], key.kind, key.namespace, key.name, record, agent))
+        target_record = target.record if target else None
+        entry = memo.entries.get(key) if memo is not None else None
+        # Identity, not equality: the cache hands back the same dict until the object changes, and the
+        # render memo the same record until the agent does.
+        if entry is not None and entry[0] is obj and entry[1] is target_record and entry[2] == salt:
+            found = entry[3]
+        else:
+            labels = obj["metadata"].get("labels") or {}
+            agent = f"{key.namespace}/{labels[AGENT_LABEL]}" if AGENT_LABEL in labels else None
+            record = live_record(obj, target_record, manager=FIELD_MANAGER, salt=salt)
+            found = RecordedObject(obj["apiVersion"], key.kind, key.namespace, key.name, record, agent)
+        kept[key] = (obj, target_record, salt, found)
+        recorded.append(found)
+    if memo is not None:
+        memo.entries = kept
     return recorded
 
 

@@ -54,13 +54,14 @@ class UnsafePrune(ReconcilerError):
 def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock: Clock = _utc_now,
               on_read: Callable[[Revision], None] | None = None, cluster: Cluster | None = None,
               cache: ParseCache | None = None, memo: RenderMemo | None = None,
-              live: dict[ObjectKey, dict[str, Any]] | None = None) -> Outcome:
+              live: dict[ObjectKey, dict[str, Any]] | None = None, projections: Any = None) -> Outcome:
     """Make the cluster (or, without one, the recorded state) equal the revision; with dry_run only
     say how it differs. The database records the revision only when the cluster side succeeded.
 
     An invalid revision applies nothing; with dry_run=False its failure is recorded.
     `on_read` sees the validated revision before anything is planned (for progress).
     `live` is the cluster's objects from a live cache (kube.cache); without it they are listed.
+    `projections` (a cluster_sync.ProjectionMemo) keeps their record forms between rounds.
     """
     state = open_for(settings, dry_run=dry_run)
     record_failure = partial(state.record_failure, source=settings.source_name, trigger=trigger)
@@ -82,7 +83,7 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
     kept_env = kept_environment(settings, live, state)
     desired, records = render_revision(revision, settings, salt=state.salt(), clock=clock, memo=memo,
                                        kept_env=kept_env)
-    recorded = sync.live_state(live, desired, salt=state.salt()) if sync else state.recorded_objects(
+    recorded = sync.live_state(live, desired, salt=state.salt(), memo=projections) if sync else state.recorded_objects(
         settings.source_name, desired)
     plan = plan_with_agents(revision, desired, recorded, records, settings, state, live=live, kept_env=kept_env)
     if plan.refused and not dry_run:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reconciler.cluster_sync import ProjectionMemo
 from reconciler.config import Settings
 from reconciler.engine import ClusterApplyFailed, SourceSuspended, reconcile
 from reconciler.errors import ReconcilerError, StateError
@@ -91,6 +92,7 @@ class Watcher:
     live_cache: LiveCache | None = None
     # Set when the cluster changed under us: the next round reconciles even if the head did not move.
     changed: threading.Event = dataclasses.field(default_factory=threading.Event)
+    projections: ProjectionMemo = dataclasses.field(default_factory=ProjectionMemo)
 
     def shutdown(self) -> None:
         self.stop.set()
@@ -174,7 +176,8 @@ class Watcher:
         live = cache.snapshot() if cache is not None and cache.wait_synced(0) else None
         try:
             outcome = reconcile(settings, dry_run=False, trigger="watch", cluster=self.cluster,
-                                cache=self.parse_cache, memo=self.render_memo, live=live)
+                                cache=self.parse_cache, memo=self.render_memo, live=live,
+                                projections=self.projections if live is not None else None)
         except SourceSuspended as error:
             # Not an attempt: the head is tried again at the first round after `reconcile resume`.
             self.state.attempted, self.state.last_error = previous, str(error)
