@@ -300,3 +300,7 @@ def test_connection_lost_mid_sync_leaves_no_half_revision_and_the_next_run_conve
         _, result = sync(state, [agent("a", image="img:2"), agent("b")], "r2")
         assert (result.created, result.updated) == (3, 3)
         assert [(a.name, a.revision) for a in state.agents("main")] == [("a", "r2"), ("b", "r2")]
+
+
+def test_the_head_that_opens_a_database_without_alembic_is_the_scripts_head():
+    assert migrate.HEAD == migrate.head()
