@@ -120,12 +120,14 @@ def render_revision(revision: Revision, settings: Settings, *, salt: str, clock:
 
 def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock: Clock = _utc_now,
               on_read: Callable[[Revision], None] | None = None, cluster: Cluster | None = None,
-              cache: ParseCache | None = None, memo: RenderMemo | None = None) -> Outcome:
+              cache: ParseCache | None = None, memo: RenderMemo | None = None,
+              on_progress: Callable[[int, int], None] | None = None) -> Outcome:
     """Make the cluster (or, without one, the recorded state) equal the revision; with dry_run only
     say how it differs. The database records the revision only when the cluster side succeeded.
 
     An invalid revision applies nothing; with dry_run=False its failure is recorded.
-    `on_read` sees the validated revision before anything is planned (for progress).
+    `on_read` sees the validated revision before anything is planned (for progress), `on_progress`
+    (done, total) each object applied (without a cluster, once: the state is one transaction).
     """
     state = open_state(database_url(settings.database), create=not dry_run, lock_timeout=settings.lock_timeout)
     if not dry_run and state.suspended(settings.source_name):
@@ -158,7 +160,7 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
         raise UnsafePrune(plan.refused)
     applied = None
     if cluster is not None:
-        plan, applied = sync_cluster(cluster, plan, live, settings, dry_run=dry_run)
+        plan, applied = sync_cluster(cluster, plan, live, settings, dry_run=dry_run, on_progress=on_progress)
         if not applied.ok and not dry_run:
             record_failure(revision=revision.id, errors=[str(f) for f in applied.failures])
             raise ClusterApplyFailed(Outcome(revision, plan, tuple(desired), cluster=applied))
@@ -167,6 +169,8 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
         return Outcome(revision, plan, tuple(desired), cluster=applied)
     suspended = frozenset(a.key for a in revision.parsed.agents if a.suspend)
     result = state.apply(plan, records, trigger=trigger, suspended=suspended)
+    if on_progress is not None and cluster is None and plan.pending:
+        on_progress(len(plan.pending), len(plan.pending))
     return Outcome(revision, plan, tuple(desired), result, applied)
 
 
@@ -243,13 +247,13 @@ def plan_revision(revision: Revision, desired: list[DesiredObject], recorded: li
 
 
 def sync_cluster(cluster: Cluster, plan: Plan, live: dict[ObjectKey, dict[str, Any]], settings: Settings, *,
-                 dry_run: bool) -> tuple[Plan, ApplyResult]:
+                 dry_run: bool, on_progress: Callable[[int, int], None] | None = None) -> tuple[Plan, ApplyResult]:
     """Adoption check, namespaces, then the plan's writes (dryRun=All with dry_run)."""
     plan = guard_adoption(cluster, plan, adopt=settings.adopt, concurrency=settings.concurrency)
     if settings.create_namespaces:
         ensure_namespaces(cluster, {c.key.namespace for c in plan.pending if c.action != "delete"}, dry_run=dry_run)
     applied = apply_plan(cluster, plan, live=live, force_conflicts=settings.force_conflicts, adopt=settings.adopt,
-                         dry_run=dry_run, concurrency=settings.concurrency)
+                         dry_run=dry_run, concurrency=settings.concurrency, on_progress=on_progress)
     return plan, applied
 
 
