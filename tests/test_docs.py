@@ -65,14 +65,24 @@ def test_every_source_option_is_documented():
                 assert f"`{opt}" in README or f", {opt}`" in README, opt
 
 
-def test_the_example_pull_request_workflow_uses_real_commands_and_options():
+def test_the_example_pull_request_workflow_uses_the_action_and_real_commands_and_options():
     import shlex
 
     import yaml
 
+    from reconciler.risks import FLAGS
+
     workflow = yaml.safe_load((ROOT / "examples" / ".github" / "workflows" / "agents.yaml").read_text())
-    scripts = [step["run"] for step in workflow["jobs"]["plan"]["steps"] if "run" in step]
-    calls = [shlex.split(line.replace("\\\n", " "))
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    steps = workflow["jobs"]["plan"]["steps"]
+    [checkout] = [s for s in steps if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkout["with"]["fetch-depth"] == 0  # both revisions are read from Git's objects
+    [ours] = [s for s in steps if s.get("uses", "").split("@")[0].endswith("/agent-reconciler")]
+    assert set(ours.get("with", {})) <= set(action["inputs"])
+    assert set(ours["with"].get("fail-on", "").split(",")) - {""} <= set(FLAGS)
+    # The commands are the workflow's own and those of the action it uses.
+    scripts = [step["run"] for step in [*steps, *action["runs"]["steps"]] if "run" in step]
+    calls = [shlex.split(line)
              for script in scripts for line in script.replace("\\\n", " ").splitlines()
              if line.strip().startswith("reconcile ")]
     assert [c[1] for c in calls] == ["validate", "diff"]
