@@ -193,7 +193,27 @@ def _reconcile(settings: Settings, *, dry_run: bool) -> Outcome:
     _progress(f"reading {settings.path}" + (f" at {settings.revision}" if settings.revision else "") + " ...")
     started = time.perf_counter()
     return reconcile(settings, dry_run=dry_run, cluster=cluster,
-                     on_read=lambda revision: _report(revision, started))
+                     on_read=lambda revision: _report(revision, started),
+                     on_progress=_object_progress("checked" if dry_run else "applied"))
+
+
+def _object_progress(verb: str) -> Callable[[int, int], None] | None:
+    """`applied N/TOTAL objects` on stderr: rewritten in place on a terminal; with RECONCILER_PROGRESS=1
+    into a pipe or file, a line at each tenth and at the end."""
+    terminal = sys.stderr.isatty()
+    if not terminal and os.environ.get("RECONCILER_PROGRESS") != "1":
+        return None
+    shown = -1
+
+    def show(done: int, total: int) -> None:
+        nonlocal shown
+        message = f"{verb} {done}/{total} objects"
+        if terminal:
+            click.echo(f"\r{message}", err=True, nl=done == total)
+        elif done == total or done * 10 // total > shown:
+            shown = done * 10 // total
+            click.echo(message, err=True)
+    return show
 
 
 @main.command(epilog=examples("reconcile validate examples/", "reconcile validate . --revision main -o json"))

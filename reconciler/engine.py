@@ -54,12 +54,14 @@ class UnsafePrune(ReconcilerError):
 def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock: Clock = _utc_now,
               on_read: Callable[[Revision], None] | None = None, cluster: Cluster | None = None,
               cache: ParseCache | None = None, memo: RenderMemo | None = None,
-              live: dict[ObjectKey, dict[str, Any]] | None = None, projections: Any = None) -> Outcome:
+              live: dict[ObjectKey, dict[str, Any]] | None = None, projections: Any = None,
+              on_progress: Callable[[int, int], None] | None = None) -> Outcome:
     """Make the cluster (or, without one, the recorded state) equal the revision; with dry_run only
     say how it differs. The database records the revision only when the cluster side succeeded.
 
     An invalid revision applies nothing; with dry_run=False its failure is recorded.
-    `on_read` sees the validated revision before anything is planned (for progress).
+    `on_read` sees the validated revision before anything is planned (for progress), `on_progress`
+    (done, total) each object applied (without a cluster, once: the state is one transaction).
     `live` is the cluster's objects from a live cache (kube.cache); without it they are listed.
     `projections` (a cluster_sync.ProjectionMemo) keeps their record forms between rounds.
     """
@@ -91,7 +93,8 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
         raise UnsafePrune(plan.refused)
     applied = None
     if sync:
-        plan, applied = sync.sync_cluster(cluster, plan, live or {}, settings, dry_run=dry_run)
+        plan, applied = sync.sync_cluster(cluster, plan, live or {}, settings, dry_run=dry_run,
+                                          on_progress=on_progress)
         if not applied.ok and not dry_run:
             record_failure(revision=revision.id, errors=[str(f) for f in applied.failures])
             raise ClusterApplyFailed(Outcome(revision, plan, tuple(desired), cluster=applied))
@@ -100,6 +103,8 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
         return Outcome(revision, plan, tuple(desired), cluster=applied)
     suspended = frozenset(a.key for a in revision.parsed.agents if a.suspend)
     result = state.apply(plan, records, trigger=trigger, suspended=suspended)
+    if on_progress is not None and cluster is None and plan.pending:
+        on_progress(len(plan.pending), len(plan.pending))
     return Outcome(revision, plan, tuple(desired), result, applied)
 
 
@@ -196,5 +201,3 @@ def plan_revision(revision: Revision, desired: list[DesiredObject], recorded: li
         plan = guards.guard(plan, owned=len(recorded), allow_empty=settings.allow_empty, max_prune=settings.max_prune,
                             prune_container_env=settings.prune_container_env)
     return plan
-
-

@@ -299,3 +299,14 @@ def test_diff_between_two_revisions_needs_no_state(repo, run, tmp_path):
     assert not run.database.exists()
     bad = CliRunner().invoke(main, ["diff", path, "--head", "HEAD"])
     assert bad.exit_code == 2 and "--head needs --base" in bad.stderr
+
+
+def test_apply_without_a_cluster_shows_its_one_transaction_as_one_progress_line(repo, run):
+    applied = run("apply", repo.working_tree_dir, env={"RECONCILER_PROGRESS": "1"})
+    assert applied.exit_code == 0, applied.stderr
+    assert re.findall(r"^applied \d+/\d+ objects$", applied.stderr, re.M) == ["applied 15/15 objects"]
+    spec = (Path(repo.working_tree_dir) / "agents/research.yaml").read_text().replace("gpt-4o\n", "gpt-4.1\n")
+    commit(repo, "agents/research.yaml", spec, "another model")
+    quiet = run("apply", repo.working_tree_dir)  # neither a terminal nor RECONCILER_PROGRESS=1
+    assert quiet.exit_code == 0 and "Applied: 0 created, 2 updated" in quiet.stdout
+    assert " objects\n" not in quiet.stderr

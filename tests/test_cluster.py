@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -265,3 +266,26 @@ def test_unreachable_database_applies_nothing_to_the_cluster(kube, repo, tmp_pat
                                        "--database", "postgresql://127.0.0.1:1/none"])
     assert result.exit_code == 3 and "cannot open the state database" in result.stderr
     assert writes(kube) == [] and kube.requests == []
+
+
+def test_apply_shows_objects_applied_out_of_the_total(kube, repo, run):
+    path = repo.working_tree_dir
+    progress = {"RECONCILER_PROGRESS": "1"}
+
+    def counts(stderr: str, verb: str) -> list[tuple[int, int]]:
+        return [(int(done), int(total)) for done, total in re.findall(rf"^{verb} (\d+)/(\d+) objects$", stderr, re.M)]
+
+    checked = run("--dry-run", path, env=progress)
+    assert checked.exit_code == 1, checked.stderr
+    assert counts(checked.stderr, "checked")[-1] == (15, 15)  # the server's dry-run checks
+    applied = run("apply", path, "--concurrency", "3", env=progress)
+    assert applied.exit_code == 0, applied.stderr
+    shown = counts(applied.stderr, "applied")
+    # A line at each tenth of the way, in order, the last one saying all of them.
+    assert shown == [(n, 15) for n in (1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15)]
+    assert len(writes(kube)) == 15
+    again = run("apply", path, env=progress)
+    assert again.exit_code == 0 and counts(again.stderr, "applied") == []  # nothing to apply, nothing shown
+    kube.edit(EXT, "sandboxwarmpools", "agents", "code-review", {"spec": {"replicas": 7}})
+    quiet = run("apply", path)  # neither a terminal nor RECONCILER_PROGRESS=1
+    assert quiet.exit_code == 0 and " objects\n" not in quiet.stderr

@@ -65,14 +65,24 @@ def test_every_source_option_is_documented():
                 assert f"`{opt}" in README or f", {opt}`" in README, opt
 
 
-def test_the_example_pull_request_workflow_uses_real_commands_and_options():
+def test_the_example_pull_request_workflow_uses_the_action_and_real_commands_and_options():
     import shlex
 
     import yaml
 
+    from reconciler.risks import FLAGS
+
     workflow = yaml.safe_load((ROOT / "examples" / ".github" / "workflows" / "agents.yaml").read_text())
-    scripts = [step["run"] for step in workflow["jobs"]["plan"]["steps"] if "run" in step]
-    calls = [shlex.split(line.replace("\\\n", " "))
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    steps = workflow["jobs"]["plan"]["steps"]
+    [checkout] = [s for s in steps if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkout["with"]["fetch-depth"] == 0  # both revisions are read from Git's objects
+    [ours] = [s for s in steps if s.get("uses", "").split("@")[0].endswith("/agent-reconciler")]
+    assert set(ours.get("with", {})) <= set(action["inputs"])
+    assert set(ours["with"].get("fail-on", "").split(",")) - {""} <= set(FLAGS)
+    # The commands are the workflow's own and those of the action it uses.
+    scripts = [step["run"] for step in [*steps, *action["runs"]["steps"]] if "run" in step]
+    calls = [shlex.split(line)
              for script in scripts for line in script.replace("\\\n", " ").splitlines()
              if line.strip().startswith("reconcile ")]
     assert [c[1] for c in calls] == ["validate", "diff"]
@@ -122,3 +132,34 @@ def test_every_risk_flag_is_in_the_readmes_table_and_no_other():
     table = README[README.index("| flag | raised when |"):]
     table = table[:table.index("\n\n")]
     assert re.findall(r"^\| `([a-z-]+)` \|", table, flags=re.M) == list(FLAGS)
+
+
+def test_the_pre_commit_snippet_names_a_hook_of_ours_at_this_version():
+    import yaml
+
+    from reconciler import __version__
+
+    [snippet] = [block for block in re.findall(r"```yaml\n(.*?)```", README, flags=re.S) if "repos:" in block]
+    config = yaml.safe_load(snippet)
+    [repo] = config["repos"]
+    assert repo["repo"].endswith("/agent-reconciler") and repo["rev"] == f"v{__version__}"
+    hooks = {hook["id"] for hook in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
+    assert [hook["id"] for hook in repo["hooks"]] == ["reconcile-validate"]
+    assert {hook["id"] for hook in repo["hooks"]} <= hooks
+
+
+def test_the_actions_inputs_are_the_readmes_and_its_workflow_snippet_uses_them():
+    import yaml
+
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    table = README[README.index("| input | default | meaning |"):]
+    table = table[:table.index("\n\n")]
+    documented = [name for cell in re.findall(r"^\| ([^|]+) \|", table, flags=re.M)[1:]
+                  for name in re.findall(r"`([a-z-]+)`", cell)]
+    assert sorted(documented) == sorted(action["inputs"])
+    blocks = re.findall(r"```yaml\n(.*?)```", README, flags=re.S)
+    [snippet] = [block for block in blocks if "/agent-reconciler@" in block]
+    [ours] = [s for s in yaml.safe_load(snippet)["jobs"]["plan"]["steps"] if "/agent-reconciler@" in s.get("uses", "")]
+    assert set(ours["with"]) <= set(action["inputs"])
+    for output in action["outputs"]:
+        assert f"`{output}`" in README, output

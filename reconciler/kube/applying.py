@@ -7,7 +7,7 @@ a template that was deleted.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -52,14 +52,17 @@ class ApplyResult:
 
 def apply_plan(cluster: Cluster, plan: Plan, *, live: Mapping[ObjectKey, dict[str, Any]],
                force_conflicts: bool = False, heal_drift: bool = True, adopt: bool = False,
-               dry_run: bool = False, concurrency: int = 4) -> ApplyResult:
+               dry_run: bool = False, concurrency: int = 4,
+               on_progress: Callable[[int, int], None] | None = None) -> ApplyResult:
     """Apply `plan.pending`; with dry_run the server checks every write (dryRun=All) and keeps nothing.
 
     Objects of one stage (one kind rank, creates and updates or deletes) go out `concurrency` at a
-    time; a stage starts when the one before it has finished.
+    time; a stage starts when the one before it has finished. `on_progress(done, total)` is called
+    (on the calling thread) after each object, failed or skipped ones included.
     """
     result = ApplyResult()
     failed_agents: set[str] = set()
+    done, total = 0, len(plan.pending)
 
     def one(change: Change) -> ObjectFailure | None:
         if change.blocked:
@@ -88,6 +91,9 @@ def apply_plan(cluster: Cluster, plan: Plan, *, live: Mapping[ObjectKey, dict[st
         for _, stage in groupby(plan.pending, key=lambda c: (c.action == "delete", c.key.kind_rank)):
             changes = list(stage)
             for change, failure in zip(changes, pool.map(one, changes), strict=True):
+                done += 1
+                if on_progress is not None:
+                    on_progress(done, total)
                 if failure is None:
                     continue
                 result.failures.append(failure)
