@@ -6,13 +6,16 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from reconciler.errors import ConfigError
 from reconciler.render import SANDBOX_API_VERSIONS
 from reconciler.spec.load import LoadLimits
+
+if TYPE_CHECKING:
+    from reconciler.kube.client import Cluster
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -206,3 +209,37 @@ def gateway_key(key_file: str | None, environ: Mapping[str, str] | None = None) 
         except OSError as error:
             raise ConfigError(f"cannot read --gateway-key-file {key_file}: {error.strerror}") from None
     return (environ if environ is not None else os.environ).get("LITELLM_API_KEY") or None
+
+
+def _with(options: list[Callable[[Any], Any]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+def _with_path(options: list[Callable[[Any], Any]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options, and the PATH argument (the source folder or work tree, default ".")."""
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        return click.argument("path", default=".", type=click.Path(file_okay=False))(_with(options)(command))
+    return decorate
+
+
+cluster_options = _with(CLUSTER_OPTIONS)
+connection_options = _with(CONNECTION_OPTIONS)
+spec_options = _with(SPEC_OPTIONS)
+# What validate reads (no rendering settings), and what every command that renders reads.
+check_options = _with_path(CHECK_OPTIONS)
+source_options = _with_path(SOURCE_OPTIONS)
+
+
+def connect_cluster(settings: Settings) -> Cluster | None:
+    """The cluster the settings name, or None without one (the state stands in for it)."""
+    if not settings.has_cluster:
+        return None
+    from reconciler.kube.client import connect  # the Kubernetes client, only with a cluster
+
+    kubeconfig = settings.kubeconfig.split(os.pathsep)[0] if settings.kubeconfig else None
+    return connect(kubeconfig=kubeconfig, context=settings.context, in_cluster=settings.in_cluster,
+                   qps=settings.qps, burst=settings.burst)
