@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler import __version__
@@ -24,6 +25,7 @@ from reconciler.chat.context import Budget
 from reconciler.chat.context import Message as ChatMessage
 from reconciler.chat.gateway import Gateway, GatewayError
 from reconciler.chat.keys import KeyInfo, KeyStore
+from reconciler.chat.openapi import COMPLETIONS, MODELS, NATIVE_CHAT, SESSION, without_validation_errors
 from reconciler.chat.service import ChatError, ChatService, Completion, Relay
 from reconciler.chat.sessions import SessionStore, Turn
 from reconciler.chat.turns import DatabaseOptions, StoreUnavailable, open_turns
@@ -194,6 +196,7 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
 
     app = FastAPI(title="agent-reconciler chat", version=__version__, lifespan=lifespan,
                   description="Chat with the agents the reconciler has synced, through the LiteLLM gateway.")
+    without_validation_errors(app)
     app.add_middleware(Guard, max_body=max_body, metrics=metrics)
     app.state.metrics = metrics
 
@@ -230,6 +233,17 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
             problems.append(f"{where}: {item.get('msg')}")
         return _error(400, "invalid request: " + "; ".join(problems), "invalid_request_error")
 
+    @app.exception_handler(HTTPException)
+    async def no_route(request: Request, error: HTTPException) -> JSONResponse:
+        # Routing's own answers: no such path (404), or a method the path does not take (405, with Allow).
+        where = f"{request.method} {request.url.path}"
+        if error.status_code == 404:
+            return _error(404, f"no route {where}", "not_found_error", error.headers)
+        if error.status_code == 405:
+            allowed = (error.headers or {}).get("Allow", "")
+            return _error(405, f"no route {where} (the path takes {allowed})", "invalid_request_error", error.headers)
+        return _error(error.status_code, str(error.detail), "invalid_request_error", error.headers)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path)
@@ -241,7 +255,7 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
     bearer_security: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
 
     @app.post("/v1/agents/{namespace}/{name}/chat", response_model=ChatReply, openapi_extra=bearer_security,
-              summary="Send a message to an agent", responses={200: {"content": {"text/event-stream": {}}}})
+              summary="Send a message to an agent", responses=NATIVE_CHAT)
     async def chat_with_agent(namespace: str, name: str, body: ChatRequest, http: Request) -> Any:
         chat = holder["service"]
         started = time.perf_counter()
@@ -260,18 +274,20 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
         return _event_stream(_native_events(turn, relay), headers, admitted)
 
     @app.post("/v1/chat/completions", summary="OpenAI-compatible chat completion; model names an agent",
-              openapi_extra={**bearer_security, "parameters": [{
+              responses=COMPLETIONS, openapi_extra={**bearer_security, "parameters": [{
                   "name": SESSION_HEADER, "in": "header", "required": False, "schema": {"type": "string"},
                   "description": "Continue this session."}]})
     async def chat_completions(body: CompletionRequest, http: Request) -> Any:
         chat = holder["service"]
+        key = await request_key(http)
         namespace, _, name = body.model.partition("/")
         if not namespace or not name or "/" in name:
+            await chat.authenticate(key)  # a caller without a valid key learns only that (401)
             raise ChatError(404, f"model {body.model!r} must name an agent as namespace/name", "not_found_error")
         new = [ChatMessage(m.role, m.text()) for m in body.messages]
         session_id = body.session_id or http.headers.get(SESSION_HEADER)
         started = time.perf_counter()
-        turn = await chat.start(await request_key(http), namespace, name, session_id, new)
+        turn = await chat.start(key, namespace, name, session_id, new)
         admitted = time.perf_counter() - started
         agent = turn.agent
         http.state.agent, http.state.session = agent.key, turn.session_id
@@ -286,14 +302,15 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
         usage = bool((body.stream_options or {}).get("include_usage"))
         return _event_stream(_openai_events(agent.key, relay, usage), headers, admitted)
 
-    @app.get("/v1/models", summary="The agents this key may chat with, as OpenAI models")
+    @app.get("/v1/models", summary="The agents this key may chat with, as OpenAI models", responses=MODELS)
     async def models(key: Caller) -> dict[str, Any]:
         chat = holder["service"]
         return {"object": "list", "data": [
             {"id": a.key, "object": "model", "created": 0, "owned_by": "agent-reconciler", "model": a.model}
             for a in await chat.chat_agents(key)]}
 
-    @app.get("/v1/sessions/{session_id}", summary="A stored conversation (only for the key that started it)")
+    @app.get("/v1/sessions/{session_id}", summary="A stored conversation (only for the key that started it)",
+             responses=SESSION)
     async def get_session(session_id: str, key: Caller) -> dict[str, Any]:
         chat = holder["service"]
         view = await chat.session(key, session_id)
