@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["ClusterApplyFailed", "Clock", "Outcome", "Revision", "compare_revisions", "read_revision", "reconcile",
            "render_revision"]
 
+
 @dataclass(frozen=True)
 class Outcome:
     revision: Revision
@@ -181,8 +182,7 @@ def kept_environment(settings: Settings, live: dict[ObjectKey, dict[str, Any]] |
     name = secret_name(settings.source_name)
     if live is not None:
         return frozenset(k.namespace for k in live if k.kind == "Secret" and k.name == name)
-    return frozenset(r.namespace for r in state.recorded_objects(settings.source_name)
-                     if r.kind == "Secret" and r.name == name)
+    return frozenset(state.namespaces_with(settings.source_name, "Secret", name))
 
 
 KEPT_ENV_NOTE = ("no CONTAINER_ENV_ variable is set in this environment: the container-env Secret of "

@@ -123,6 +123,15 @@ class EmbeddedState:
         return [RecordedObject(row.api_version, row.kind, row.namespace, row.name, records.get(row.id), row.agent,
                                row.digest) for row in rows]
 
+    def namespaces_with(self, source: str, kind: str, name: str) -> set[str]:
+        """The namespaces where this source recorded an object of that kind and name (one short query)."""
+        if self._engine is None:
+            return set()
+        table = StoredObject.__table__
+        with self._session() as session:
+            return set(session.scalars(select(table.c.namespace).where(
+                table.c.source == source, table.c.kind == kind, table.c.name == name)))
+
     def apply(self, plan: Plan, agents: Sequence[AgentRecord], *, trigger: str = "cli",
               suspended: frozenset[str] = frozenset()) -> SyncResult:
         """Write the plan and the revision's agents in one transaction; all or nothing.
