@@ -167,7 +167,8 @@ def render_text(plan: Plan, *, colour: bool = False) -> str:
     out: list[str] = []
     if plan.sides[0].startswith("base "):
         out += [f"Comparing {plan.sides[0]} with {plan.sides[1]} (source {plan.source})", ""]
-    shared = [c for c in plan.changes if c.action != "unchanged" and c.agent not in {a.key for a in plan.agents}]
+    known = {a.key for a in plan.agents}
+    shared = [c for c in plan.changes if c.action != "unchanged" and c.agent not in known]
     for agent in plan.agents:
         if agent.action == "unchanged":
             continue

@@ -75,7 +75,7 @@ def _header_sides(plan: Plan) -> str:
 
 def _what(agent: AgentChange, objects: Sequence[Change]) -> str:
     parts = []
-    if agent.action in ("update",) and agent.fields:
+    if agent.action == "update" and agent.fields:
         parts.append(f"{len(agent.fields)} field(s)")
     if agent.prompt is not None and agent.action == "update":
         parts.append("prompt")
