@@ -287,7 +287,7 @@ def _dry_run_exit(outcome: Outcome, fail_on: frozenset[str]) -> int:
     blocked = [c for c in plan.changes if c.blocked]
     shown = {c.key for c in blocked}
     failures = [f for f in (outcome.cluster.failures if outcome.cluster else []) if f.key not in shown
-                and not f.message.startswith("skipped: ")]
+                and not f.skipped]
     for failure in failures:
         click.echo(str(failure), err=True)
     reasons = sorted({c.blocked for c in blocked if c.blocked})

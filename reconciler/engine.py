@@ -79,10 +79,10 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
     sync = None
     if cluster is not None:
         from reconciler import cluster_sync as sync  # the Kubernetes client, only with a cluster
-    if sync and live is None:
+    if sync is None:
+        live = None  # without a cluster the state stands in for it
+    elif live is None:
         live = sync.read_live(cluster, settings)
-    elif not sync:
-        live = None
     kept_env = kept_environment(settings, live, state)
     desired, records = render_revision(revision, settings, salt=state.salt(), clock=clock, memo=memo,
                                        kept_env=kept_env)

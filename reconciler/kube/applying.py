@@ -31,6 +31,8 @@ class ObjectFailure:
     origin: Origin | None
     status: int
     message: str
+    # Not tried: an earlier object of its agent failed, which is the failure to show.
+    skipped: bool = False
 
     def __str__(self) -> str:
         where = f"{self.origin.file}:{self.origin.line}: " if self.origin else ""
@@ -70,7 +72,8 @@ def apply_plan(cluster: Cluster, plan: Plan, *, live: Mapping[ObjectKey, dict[st
         # Nothing more of an agent whose earlier object failed: no sandbox without its template,
         # no template deleted under a pool that could not be.
         if change.agent and change.agent in failed_agents:
-            return ObjectFailure(change.key, change.origin, 0, "skipped: an earlier object of this agent failed")
+            return ObjectFailure(change.key, change.origin, 0, "skipped: an earlier object of this agent failed",
+                                 skipped=True)
         try:
             if change.action == "delete":
                 _delete(cluster, change, dry_run)

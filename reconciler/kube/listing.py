@@ -20,6 +20,7 @@ PLURALS = {"Secret": "secrets", "ConfigMap": "configmaps", "Namespace": "namespa
            "SandboxTemplate": "sandboxtemplates", "Sandbox": "sandboxes", "SandboxWarmPool": "sandboxwarmpools"}
 JSON = "application/json"
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+METADATA_ONLY_ONE = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
 
 def collection_path(cluster: Cluster, api_version: str, kind: str, namespace: str | None = None) -> str:
@@ -90,7 +91,7 @@ def get_metadata(cluster: Cluster, api_version: str, kind: str, namespace: str, 
     """One object's metadata (PartialObjectMetadata); None when it does not exist (404)."""
     path = f"{collection_path(cluster, api_version, kind, namespace)}/{name}"
     try:
-        return cluster.call(lambda: _get(cluster, path, [], METADATA_ONLY.replace("List", "")))
+        return cluster.call(lambda: _get(cluster, path, [], METADATA_ONLY_ONE))
     except ApiException as error:
         if error.status == 404:
             return None
