@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -119,7 +119,25 @@ def side_of_config_map(obj: Mapping[str, Any], path: str | None) -> AgentSide | 
                      prompt_file_shown(path, prompt_file) if path else None)
 
 
-def plan_agents(changes: Sequence[Change], after: Sequence[AgentSpec], before: Mapping[str, AgentSide], *,
+@dataclass(frozen=True)
+class EarlierSides:
+    """The agents whose earlier side is known, and a way to read the sides of some of them.
+
+    Only agents that may have changed are read: one whose ConfigMap (its prompt and definition) is
+    unchanged is decided without parsing that ConfigMap or loading its record, which in a large
+    source is nearly every agent of every round.
+    """
+
+    keys: frozenset[str]
+    load: Callable[[set[str]], Mapping[str, AgentSide]]
+
+    @classmethod
+    def of(cls, sides: Mapping[str, AgentSide]) -> EarlierSides:
+        return cls(frozenset(sides), lambda keys: {k: sides[k] for k in keys if k in sides})
+
+
+def plan_agents(changes: Sequence[Change], after: Sequence[AgentSpec],
+                before: Mapping[str, AgentSide] | EarlierSides, *,
                 recorded: Mapping[str, str] | None = None, current: Mapping[str, str] | None = None,
                 sessions: Mapping[str, int] | None = None) -> tuple[AgentChange, ...]:
     """Every agent of either side, in order.
@@ -128,6 +146,7 @@ def plan_agents(changes: Sequence[Change], after: Sequence[AgentSpec], before: M
     given both, a record that differs makes its agent an update even when no object moves.
     `sessions` counts chat sessions per agent, when the state knows them.
     """
+    earlier = before if isinstance(before, EarlierSides) else EarlierSides.of(before)
     by_agent: dict[str, list[Change]] = {}
     for change in changes:
         if change.agent:
@@ -138,12 +157,29 @@ def plan_agents(changes: Sequence[Change], after: Sequence[AgentSpec], before: M
     def record_changed_of(key: str) -> bool:
         return key in heads and recorded is not None and current is not None and recorded.get(key) != current.get(key)
 
+    def settled(key: str) -> bool:
+        # An unchanged ConfigMap holds exactly this revision's definition and prompt, so nothing else can differ.
+        objects = by_agent.get(key, ())
+        env_before, env_after, env_changed = environment.get(key.split("/", 1)[0], (set(), set(), set()))
+        return (key in heads and key in earlier.keys and not record_changed_of(key) and env_before == env_after
+                and not env_changed and any(c.key.kind == "ConfigMap" for c in objects)
+                and all(c.action == "unchanged" for c in objects))
+
+    keys = sorted(set(heads) | earlier.keys)
+    quiet = {key for key in keys if settled(key)}
+    sides = earlier.load({key for key in keys if key not in quiet and key in earlier.keys})
     result = []
-    for key in sorted(set(heads) | set(before)):
-        spec, old = heads.get(key), before.get(key)
+    for key in keys:
+        spec, old = heads.get(key), sides.get(key)
+        namespace, name = key.split("/", 1)
+        if key in quiet:
+            result.append(AgentChange(namespace, name, "unchanged", spec.origin.file, spec.origin.line,
+                                      suspended=spec.suspend))
+            continue
+        if spec is None and old is None:
+            continue  # named by an object whose earlier side cannot be read, and gone from the revision
         new = side_of_spec(spec) if spec else None
         objects = tuple(by_agent.get(key, ()))
-        namespace, name = key.split("/", 1)
         env_before, env_after, env_changed = environment.get(namespace, (set(), set(), set()))
         record_changed = record_changed_of(key)
         if (old is not None and new is not None and old.definition == new.definition and old.prompt == new.prompt

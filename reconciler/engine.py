@@ -8,7 +8,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from reconciler import guards
-from reconciler.agent_plan import plan_agents, side_of_config_map, side_of_record, side_of_spec
+from reconciler.agent_plan import (
+    AgentSide,
+    EarlierSides,
+    plan_agents,
+    side_of_config_map,
+    side_of_record,
+    side_of_spec,
+)
 from reconciler.config import Settings
 from reconciler.container_env import container_env
 from reconciler.errors import ClusterApplyFailed, InvalidRevision, ReconcilerError
@@ -152,25 +159,35 @@ def review_agents(plan: Plan, revision: Revision, records: list[AgentRecord], st
     """The plan with its agent level: each agent's earlier side is what its sandbox received (the live
     ConfigMap) on a cluster, else the state's record. The state's record counts as a change of its own
     when it differs, except beside a cluster in a state that has never recorded this source (a CI runner's)."""
-    rows = state.agents(plan.source)
-    before = {f"{r.namespace}/{r.name}": side_of_record(r.spec, r.path) for r in rows}
-    if live is not None:
-        for key, obj in live.items():
-            if key.kind != "ConfigMap":
-                continue
-            labels = obj["metadata"].get("labels") or {}
-            annotations = obj["metadata"].get("annotations") or {}
-            side = side_of_config_map(obj, annotations.get(PATH_ANNOTATION)) if AGENT_LABEL in labels else None
+    hashes = state.agent_hashes(plan.source)
+    config_maps: dict[str, dict[str, Any]] = {}
+    for key, obj in (live or {}).items():
+        if key.kind != "ConfigMap":
+            continue
+        labels = obj["metadata"].get("labels") or {}
+        if AGENT_LABEL in labels:
+            config_maps[f"{key.namespace}/{labels[AGENT_LABEL]}"] = obj
+
+    def load(keys: set[str]) -> dict[str, AgentSide]:
+        sides = {}
+        for key in keys & config_maps.keys():
+            obj = config_maps[key]
+            side = side_of_config_map(obj, (obj["metadata"].get("annotations") or {}).get(PATH_ANNOTATION))
             if side is not None:
-                before[f"{key.namespace}/{labels[AGENT_LABEL]}"] = side
-    compare_records = live is None or bool(rows)
-    recorded = {f"{r.namespace}/{r.name}": r.spec_hash for r in rows} if compare_records else None
+                sides[key] = side
+        for key, (spec, path) in state.agent_specs(plan.source, (keys & hashes.keys()) - sides.keys()).items():
+            sides[key] = side_of_record(spec, path)
+        return sides
+
+    compare_records = live is None or bool(hashes)
+    recorded = {key: spec_hash for key, (spec_hash, _) in hashes.items()} if compare_records else None
     current = {f"{r.namespace}/{r.name}": r.spec_hash for r in records}
     heads = {a.key for a in revision.parsed.agents}
-    deleted = [key for key in before if key not in heads]
+    known = frozenset(hashes) | frozenset(config_maps)
+    deleted = [key for key in known if key not in heads]
     sessions = state.session_counts(deleted) if deleted else {}
-    agents = plan_agents(plan.changes, revision.parsed.agents, before, recorded=recorded, current=current,
-                         sessions=sessions if state.engine is not None else None)
+    agents = plan_agents(plan.changes, revision.parsed.agents, EarlierSides(known, load), recorded=recorded,
+                         current=current, sessions=sessions if state.engine is not None else None)
     return dataclasses.replace(plan, agents=agents, sides=("live" if live is not None else "recorded", "desired"))
 
 

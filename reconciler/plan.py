@@ -150,7 +150,7 @@ def make_plan(desired: Sequence[DesiredObject], recorded: Iterable[RecordedObjec
             if before.digest != obj.digest:
                 raise ValueError(f"{obj.key} differs from the recorded digest but its record was not loaded")
             action = "unchanged"
-        elif comparable(before.record) == comparable(obj.record):
+        elif before.record is obj.record or comparable(before.record) == comparable(obj.record):
             action = "unchanged"
         else:
             action = "update"

@@ -5,6 +5,7 @@ good one live; the next good commit applies normally.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import random
 import threading
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from reconciler.kube.applying import ApplyResult
 
 log = logging.getLogger("reconciler.watch")
+
+# How often the watcher's long-lived objects are looked through for garbage cycles (see _settle_heap).
+FULL_COLLECTION_SECONDS = 3600.0
 
 
 def describe(error: ReconcilerError) -> str:
@@ -93,6 +97,7 @@ class Watcher:
     # Set when the cluster changed under us: the next round reconciles even if the head did not move.
     changed: threading.Event = dataclasses.field(default_factory=threading.Event)
     projections: ProjectionMemo = dataclasses.field(default_factory=ProjectionMemo)
+    _collected: float = dataclasses.field(default_factory=time.monotonic)
 
     def shutdown(self) -> None:
         self.stop.set()
@@ -135,6 +140,7 @@ class Watcher:
                         or time.monotonic() - last >= self.resync):
                     self._reconcile(mirror.path, head)
                     self.state.last_sync = time.monotonic()
+                    self._settle_heap()
                 failures = 0
             except ReconcilerError as error:
                 failures += 1
@@ -148,6 +154,22 @@ class Watcher:
             wait = self.interval * min(2 ** failures, 10) if failures else self.interval
             self.wake.wait(wait * (0.9 + 0.2 * random.random()))  # noqa: S311 - jitter
             self.wake.clear()
+
+    def _settle_heap(self) -> None:
+        """Keep what the rounds hold (cache, memos, parsed specs) out of the garbage collector's full passes.
+
+        Those objects live on from round to round, and a full pass over them took about a second per round
+        at 3,000 agents. Frozen objects are still freed by reference counting; cycles among them are found
+        by a full collection once per FULL_COLLECTION_SECONDS.
+        """
+        now = time.monotonic()
+        if now - self._collected >= FULL_COLLECTION_SECONDS:
+            gc.unfreeze()
+            gc.collect()
+            self._collected = now
+        else:
+            gc.collect(1)  # this round's own cycles, before they are frozen with the rest
+        gc.freeze()
 
     def _remember(self, applied: ApplyResult | None) -> None:
         """Our own writes into the live cache, so that their watch events are no change."""

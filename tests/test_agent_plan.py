@@ -9,7 +9,7 @@ import pytest
 from factories import agent
 
 from reconciler import diffs
-from reconciler.agent_plan import plan_agents, side_of_spec
+from reconciler.agent_plan import EarlierSides, plan_agents, side_of_spec
 from reconciler.plan import RecordedObject, make_plan
 from reconciler.plan_markdown import render_markdown
 from reconciler.render import RenderSettings, render
@@ -223,3 +223,26 @@ def test_every_flag_is_tested_raised():
 def test_image_references():
     assert image_pin("localhost:5000/a/b") == (None, None)
     assert image_pin("a/b:1@sha256:ff") == ("1", "sha256:ff")
+
+
+def test_only_agents_whose_objects_move_have_their_earlier_side_read():
+    def settings(revision):
+        return RenderSettings(source="main", revision=revision, container_env={}, secret_salt="s", now=NOW)
+
+    before = [agent("a", system_prompt=PROMPT), agent("b"), agent("c"), agent("gone")]
+    after = [agent("a", system_prompt=PROMPT + "Be kind.\n"), agent("b"), agent("c", model="gpt-4o"), agent("new")]
+    recorded = [RecordedObject(o.api_version, o.kind, o.namespace, o.name, o.record, o.agent)
+                for o in render(before, settings("r1"))]
+    plan = make_plan(render(after, settings("r2")), recorded, source="main", revision="r2")
+    sides = {a.key: side_of_spec(a) for a in before}
+    asked: list[set[str]] = []
+
+    def load(keys):
+        asked.append(set(keys))
+        return {k: sides[k] for k in keys}
+
+    lazy = plan_agents(plan.changes, after, EarlierSides(frozenset(sides), load))
+    assert asked == [{"agents/a", "agents/c", "agents/gone"}]  # b is settled by its unchanged ConfigMap
+    assert lazy == plan_agents(plan.changes, after, sides)
+    assert {a.key: a.action for a in lazy} == {"agents/a": "update", "agents/b": "unchanged", "agents/c": "update",
+                                               "agents/gone": "delete", "agents/new": "create"}

@@ -82,6 +82,19 @@ def test_only_changed_agents_move_and_removed_ones_are_soft_deleted(url):
     assert {a.name: a.status for a in state.agents("main")} == {"a": "synced", "b": "synced"}
 
 
+def test_agent_hashes_are_short_rows_and_specs_are_read_only_for_the_agents_asked(url):
+    state = open_state(url, create=True)
+    sync(state, [agent("a"), agent("b", image="img:2"), agent("c")], "r1")
+    sync(state, [agent("a"), agent("b", image="img:2")], "r2")  # c is deleted: no longer synced
+    rows = {f"{a.namespace}/{a.name}": a for a in state.agents("main")}
+    assert state.agent_hashes("main") == {key: (row.spec_hash, row.path) for key, row in rows.items()}
+    assert set(state.agent_hashes("main")) == {"agents/a", "agents/b"}
+    specs = state.agent_specs("main", ["agents/b", "agents/c", "other/b"])
+    assert specs == {"agents/b": (rows["agents/b"].spec, rows["agents/b"].path)}
+    assert specs["agents/b"][0]["image"] == "img:2"
+    assert state.agent_specs("main", []) == {} and state.agent_hashes("other") == {}
+
+
 def test_a_failing_write_leaves_the_last_good_state(url):
     state = open_state(url, create=True)
     sync(state, [agent("a")], "r1")

@@ -8,7 +8,10 @@ no-op reconcile writes nothing and a diff shows only real differences.
 from __future__ import annotations
 
 import base64
+import functools
 from typing import Any
+
+import orjson
 
 from reconciler.render import fingerprint
 
@@ -31,8 +34,16 @@ def owned_paths(live: dict[str, Any], manager: str) -> set[Path]:
     paths: set[Path] = set()
     for entry in live.get("metadata", {}).get("managedFields") or []:
         if entry.get("manager") == manager and entry.get("operation") == "Apply":
-            _walk_fields(entry.get("fieldsV1") or {}, (), paths)
+            # Objects rendered alike own alike fields: the walk is done once per shape.
+            paths |= _paths_of(orjson.dumps(entry.get("fieldsV1") or {}))
     return paths
+
+
+@functools.lru_cache(maxsize=4096)
+def _paths_of(fields: bytes) -> frozenset[Path]:
+    paths: set[Path] = set()
+    _walk_fields(orjson.loads(fields), (), paths)
+    return frozenset(paths)
 
 
 def _walk_fields(node: dict[str, Any], prefix: Path, out: set[Path]) -> None:

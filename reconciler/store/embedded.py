@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -183,6 +183,30 @@ class EmbeddedState:
             query = query.where(Agent.status == "synced")
         with self._session() as session:
             return list(session.scalars(query))
+
+    def agent_hashes(self, source: str) -> dict[str, tuple[str, str]]:
+        """Each synced agent ("namespace/name") -> (spec hash, spec file): short rows, no spec read."""
+        if self._engine is None:
+            return {}
+        table = Agent.__table__
+        with self._session() as session:
+            rows = session.execute(select(table.c.namespace, table.c.name, table.c.spec_hash, table.c.path)
+                                   .where(table.c.source == source, table.c.status == "synced"))
+            return {f"{ns}/{name}": (spec_hash, path) for ns, name, spec_hash, path in rows}
+
+    def agent_specs(self, source: str, agents: Collection[str]) -> dict[str, tuple[dict[str, Any], str]]:
+        """The recorded spec and spec file of each of `agents` ("namespace/name") that is synced."""
+        if self._engine is None or not agents:
+            return {}
+        wanted = set(agents)
+        table = Agent.__table__
+        query = select(table.c.namespace, table.c.name, table.c.spec, table.c.path).where(
+            table.c.source == source, table.c.status == "synced")
+        if len(wanted) <= 500:  # else one read of the source beats a long IN list
+            query = query.where(table.c.name.in_(sorted({key.split("/", 1)[1] for key in wanted})))
+        with self._session() as session:
+            found = {f"{ns}/{name}": (spec, path) for ns, name, spec, path in session.execute(query)}
+        return {key: value for key, value in found.items() if key in wanted}
 
     def session_counts(self, agents: Sequence[str]) -> dict[str, int]:
         """Chat sessions per agent ("namespace/name"); agents without any are left out."""
