@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from reconciler.config import Settings
 from reconciler.kube.applying import ApplyResult, apply_plan, ensure_namespaces, unowned_existing
 from reconciler.kube.client import FIELD_MANAGER, Cluster
@@ -78,15 +80,44 @@ def live_state(live: dict[ObjectKey, dict[str, Any]], desired: list[DesiredObjec
         else:
             labels = obj["metadata"].get("labels") or {}
             agent = f"{key.namespace}/{labels[AGENT_LABEL]}" if AGENT_LABEL in labels else None
-            record = live_record(obj, target_record, manager=FIELD_MANAGER, salt=salt)
-            if record == target_record:
-                record = target_record  # in step: one copy, not two (at 10,000 agents that is 100 MB)
+            record = shared_with(live_record(obj, target_record, manager=FIELD_MANAGER, salt=salt), target_record)
             found = RecordedObject(obj["apiVersion"], key.kind, key.namespace, key.name, record, agent)
         kept[key] = (obj, target_record, salt, found)
         recorded.append(found)
     if memo is not None:
         memo.entries = kept
     return recorded
+
+
+def shared_with(record: dict[str, Any], target: dict[str, Any] | None) -> dict[str, Any]:
+    """`record` with each part equal to the desired record's replaced by that very part: an object in step
+    is then held about once, not twice (at 10,000 agents the difference is about 100 MB). Records are never
+    changed in place, so sharing is safe."""
+    if target is None:
+        return record
+    shared: dict[str, Any] = {}
+    same = len(record) == len(target)
+    for key, value in record.items():
+        other = target.get(key, _ABSENT)
+        if isinstance(value, dict) and isinstance(other, dict):
+            part = shared_with(value, other)
+        else:
+            part = other if _exactly_equal(value, other) else value
+        shared[key] = part
+        same = same and part is other
+    return target if same else shared
+
+
+_ABSENT = object()
+
+
+def _exactly_equal(a: Any, b: Any) -> bool:
+    # 0 == False and 1 == 1.0 in Python; a record keeps what the server said.
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return orjson.dumps(a) == orjson.dumps(b)
+    return bool(a == b)
 
 
 def drifted(recorded: list[RecordedObject], live: dict[ObjectKey, dict[str, Any]], *,

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -38,8 +38,10 @@ CONFIG_VOLUME = "agent-config"
 KIND_ORDER = {"Secret": 0, "ConfigMap": 0, "SandboxTemplate": 1, "Sandbox": 2, "SandboxWarmPool": 2}
 
 
-@dataclass(frozen=True, order=True)
-class ObjectKey:
+class ObjectKey(NamedTuple):
+    """An object's identity, ordered as applied (kind rank first). A tuple: a watch round hashes and
+    compares tens of thousands of them, which a dataclass does in Python and a tuple in C."""
+
     kind_rank: int
     namespace: str
     kind: str

@@ -37,6 +37,25 @@ def config_map(kube: FakeKube, name: str, value: str, source: str = "default") -
         "data": {"k": value}}, manager="test", operation="Update")
 
 
+def test_objects_alike_share_their_field_sets_and_short_strings_but_read_as_the_server_sent_them(kube, cluster):
+    for name in ("a", "b"):
+        config_map(kube, name, "shared-value")
+    cache = LiveCache(cluster, [("v1", "ConfigMap")], owner_selector("default")).start()
+    try:
+        assert cache.wait_synced(10)
+        config_map(kube, "c", "shared-value")  # through the watch, not the LIST
+        wait_for(lambda: ObjectKey.of("ConfigMap", "agents", "c") in cache.snapshot())
+        seen = cache.snapshot()
+        a, b, c = (seen[ObjectKey.of("ConfigMap", "agents", name)] for name in "abc")
+        assert [a, b] == [kube.get("", "configmaps", "agents", name) for name in "ab"]
+        fields = [o["metadata"]["managedFields"][0]["fieldsV1"] for o in (a, b, c)]
+        assert fields[0] is fields[1] is fields[2]
+        assert a["data"]["k"] is b["data"]["k"] is c["data"]["k"]
+        assert a["metadata"]["uid"] != b["metadata"]["uid"]
+    finally:
+        cache.stop()
+
+
 def test_the_cache_lists_once_then_follows_changes(kube, cluster):
     config_map(kube, "a", "1")
     config_map(kube, "other-source", "1", source="elsewhere")
@@ -136,3 +155,17 @@ def test_the_watcher_heals_a_hand_edit_and_a_delete_at_once_and_a_no_op_round_as
     finally:
         loop.shutdown()
         thread.join(10)
+
+
+def test_a_live_record_shares_the_parts_equal_to_the_desired_record_and_keeps_what_the_server_said():
+    from reconciler.cluster_sync import shared_with
+
+    desired = {"metadata": {"labels": {"a": "1"}, "annotations": {"rev": "r2"}}, "spec": {"items": [1, 2], "n": 0}}
+    live = {"metadata": {"labels": {"a": "1"}, "annotations": {"rev": "r1"}}, "spec": {"items": [1, 2], "n": False}}
+    shared = shared_with(live, desired)
+    assert shared == live and shared["metadata"]["annotations"] == {"rev": "r1"}
+    assert shared["spec"]["n"] is False  # 0 == False, yet not the same value
+    assert shared["metadata"]["labels"] is desired["metadata"]["labels"]
+    assert shared["spec"]["items"] is desired["spec"]["items"]
+    assert shared_with({"spec": {"items": [1, 2], "n": 0}, "metadata": dict(desired["metadata"])}, desired) is desired
+    assert type(shared_with({"x": 1.0}, {"x": 1})["x"]) is float
