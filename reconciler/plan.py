@@ -15,6 +15,7 @@ from reconciler.render import (
     DesiredObject,
     ObjectKey,
     comparable,
+    same_content,
 )
 from reconciler.spec.model import Origin
 
@@ -129,7 +130,7 @@ class Plan:
                 raised.setdefault(flag.name, []).append(agent.key)
         return raised
 
-    @property
+    @cached_property
     def pending(self) -> list[Change]:
         """Changes to apply, in order: creates and updates by kind, then deletes in reverse."""
         return [c for c in self.changes if c.applies]
@@ -150,7 +151,7 @@ def make_plan(desired: Sequence[DesiredObject], recorded: Iterable[RecordedObjec
             if before.digest != obj.digest:
                 raise ValueError(f"{obj.key} differs from the recorded digest but its record was not loaded")
             action = "unchanged"
-        elif before.record is obj.record or comparable(before.record) == comparable(obj.record):
+        elif same_content(before.record, obj.record):
             action = "unchanged"
         else:
             action = "update"

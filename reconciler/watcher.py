@@ -4,6 +4,7 @@ good one live; the next good commit applies normally.
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import gc
 import logging
@@ -170,6 +171,7 @@ class Watcher:
         else:
             gc.collect(1)  # this round's own cycles, before they are frozen with the rest
         gc.freeze()
+        _release_free_memory()
 
     def _remember(self, applied: ApplyResult | None) -> None:
         """Our own writes into the live cache, so that their watch events are no change."""
@@ -226,6 +228,16 @@ class Watcher:
         counts = applied_counts(outcome.plan)
         log.info("revision %s applied: %s", head[:12], in_words(counts),
                  extra={"revision": head, "changes": counts})
+
+
+def _release_free_memory() -> None:
+    """Hand the heap pages a round freed back to the system, which glibc's allocator keeps otherwise: a
+    large first sync would leave the process holding its peak for good."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    trim(0)
 
 
 def log_agent_changes(plan: Plan, revision: str | None) -> None:

@@ -141,3 +141,37 @@ def test_a_live_change_with_the_same_spec_is_drift():
     assert "detect only, not put back" in diffs.render_text(detect)
     git_change = make_plan(render([agent("a", image="new:1")], settings()), recorded, source="main")
     assert not any(c.drift for c in git_change.changes)
+
+
+def test_same_content_agrees_with_comparing_the_comparable_parts():
+    from reconciler.render import REVISION_ANNOTATION, SPEC_HASH_ANNOTATION, comparable, same_content
+
+    base = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "labels": {"x": "1"},
+                         "annotations": {REVISION_ANNOTATION: "r1", SPEC_HASH_ANNOTATION: "h1"}},
+            "data": {"k": "v"}}
+
+    def variant(**edits):
+        copy = json.loads(json.dumps(base))
+        for path, value in edits.items():
+            *parents, last = path.split("__")
+            target = copy
+            for part in parents:
+                target = target[part]
+            if value is None:
+                del target[last]
+            else:
+                target[last] = value
+        return copy
+
+    variants = [variant(),
+                variant(**{"metadata__annotations": {REVISION_ANNOTATION: "r2", SPEC_HASH_ANNOTATION: "h1"}}),
+                variant(**{"metadata__annotations": {REVISION_ANNOTATION: "r2", SPEC_HASH_ANNOTATION: "h2"}}),
+                variant(**{"metadata__annotations": {SPEC_HASH_ANNOTATION: "h1"}}),
+                variant(**{"metadata__annotations": {SPEC_HASH_ANNOTATION: "h1", "other": "o"}}),
+                variant(data__k="w"), variant(data=None), variant(metadata__labels__x="2"),
+                variant(metadata__annotations=None)]
+    for a in variants:
+        for b in variants:
+            assert same_content(a, b) == (comparable(a) == comparable(b)), (a, b)
+    assert same_content(variants[0], variants[1]) and not same_content(variants[0], variants[2])
