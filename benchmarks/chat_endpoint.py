@@ -40,10 +40,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-import httpx  # noqa: E402
-from chatting import AGENTS, server_timing  # noqa: E402 - the chat tests' agents; support/triage answers
-from databases import postgres_database  # noqa: E402
-from litellm_gateway import INSTALL_HINT, LiteLLMGateway, find_litellm, free_port  # noqa: E402
+import httpx
+from chatting import AGENTS, server_timing
+from databases import postgres_database
+from litellm_gateway import INSTALL_HINT, LiteLLMGateway, find_litellm, free_port
 
 # A hop that only passes requests on (aiohttp server and client, no database, no checks): what any
 # service between the caller and the gateway costs at the least.
@@ -194,7 +194,6 @@ def quartiles(values: list[float], spec: str) -> str:
 
 def postgres_backends(database: str) -> list[int]:
     import psycopg
-
     from databases import POSTGRES
     name = database.rsplit("/", 1)[1]
     with psycopg.connect(POSTGRES, autocommit=True) as admin:

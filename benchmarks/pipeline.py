@@ -20,7 +20,7 @@ SPEC = """apiVersion: agent-reconciler/v1alpha1
 kind: Agent
 metadata:
   name: agent-{i}
-  namespace: team-{team}
+  namespace: {prefix}team-{team}
   labels: {{team: team-{team}, tier: t{tier}}}
 spec:
   model: gpt-4o-mini
@@ -41,12 +41,13 @@ spec:
 """
 
 
-def generate(root: Path, count: int) -> None:
+def generate(root: Path, count: int, namespace_prefix: str = "") -> None:
+    """`count` agents in 50 namespaces (`team-N`, after `namespace_prefix`), one file each."""
     for i in range(count):
         folder = root / f"team-{i % 50}"
         folder.mkdir(exist_ok=True)
         (folder / f"agent-{i}.yaml").write_text(
-            SPEC.format(i=i, team=i % 50, tier=i % 7, mode=MODES[i % 3]))
+            SPEC.format(i=i, team=i % 50, tier=i % 7, mode=MODES[i % 3], prefix=namespace_prefix))
 
 
 def measure(count: int) -> dict[str, float]:

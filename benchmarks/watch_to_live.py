@@ -1,6 +1,6 @@
 """Seconds from a push webhook to the change live on the cluster, for one changed agent among N, with
 the watcher's live cache; and the requests a no-op round makes. Against the fake API server, or a real
-one with RECONCILER_BENCH_KUBECONFIG (every object goes into a namespace of its own, removed at the end).
+one with RECONCILER_TEST_KUBECONFIG (every object goes into a namespace of its own, removed at the end).
 
 Usage: python benchmarks/watch_to_live.py [AGENTS]
 """
@@ -42,7 +42,7 @@ spec:
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000
-    kubeconfig = os.environ.get("RECONCILER_BENCH_KUBECONFIG")
+    kubeconfig = os.environ.get("RECONCILER_TEST_KUBECONFIG")
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     fake = None if kubeconfig else FakeKube().__enter__()
     with tempfile.TemporaryDirectory() as tmp:

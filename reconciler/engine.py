@@ -73,6 +73,13 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
     `live` is the cluster's objects from a live cache (kube.cache); without it they are listed.
     `projections` (a cluster_sync.ProjectionMemo) keeps their record forms between rounds.
     """
+    sync = None
+    reading = None
+    if cluster is not None:
+        from reconciler import cluster_sync as sync  # the Kubernetes client, only with a cluster
+
+        if live is None:
+            reading = sync.LiveReading(cluster, settings)
     state = open_for(settings, dry_run=dry_run)
     record_failure = partial(state.record_failure, source=settings.source_name, trigger=trigger)
     try:
@@ -83,13 +90,10 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
         raise
     if on_read is not None:
         on_read(revision)
-    sync = None
-    if cluster is not None:
-        from reconciler import cluster_sync as sync  # the Kubernetes client, only with a cluster
     if sync is None:
         live = None  # without a cluster the state stands in for it
-    elif live is None:
-        live = sync.read_live(cluster, settings)
+    elif reading is not None:
+        live = reading.result()
     kept_env = kept_environment(settings, live, state)
     desired, records = render_revision(revision, settings, salt=state.salt(), clock=clock, memo=memo,
                                        kept_env=kept_env)

@@ -63,3 +63,29 @@ def test_a_slow_answer_times_out_and_is_retried(tmp_path):
         assert list_owned(cluster, [("v1", "Secret")], "default") == []
         # Two requests: the first was given up after the timeout (waiting would have answered it).
         assert kube.count("GET", "/secrets$") == 2
+
+
+def test_the_client_counts_its_requests_by_verb_as_the_server_saw_them(tmp_path):
+    from collections import Counter
+
+    from fakekube import FakeKube
+
+    from reconciler.kube.cache import LiveCache
+    from reconciler.kube.client import connect
+    from reconciler.kube.listing import get_metadata, list_items
+
+    with FakeKube() as kube:
+        kube.create_namespace("agents")
+        cluster = connect(kubeconfig=str(kube.kubeconfig(tmp_path / "kubeconfig")))
+        list_items(cluster, "v1", "ConfigMap", namespace="agents")
+        get_metadata(cluster, "v1", "ConfigMap", "agents", "missing")
+        cache = LiveCache(cluster, [("v1", "ConfigMap")], "a=b").start()
+        assert cache.wait_synced(10)
+        deadline = time.monotonic() + 10
+        while not any("watch=true" in query for _, _, query in kube.requests) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        cache.stop()
+        seen = Counter("WATCH" if "watch=true" in query else "LIST" if "limit=" in query else method
+                       for method, _path, query in kube.requests)
+        assert cluster.api.requests == seen
+        assert cluster.api.requests["LIST"] == 2 and cluster.api.requests["GET"] == 1

@@ -4,9 +4,11 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import urllib3
 from kubernetes import client, config, dynamic
@@ -43,6 +45,27 @@ class RateLimit:
             delay = -self._tokens / self.qps if self._tokens < 0 else 0.0
         if delay:
             time.sleep(delay)
+
+
+class CountingApiClient(client.ApiClient):
+    """The official API client, counting the requests it sends by verb (GET, LIST, WATCH, PATCH, ...),
+    for the metrics and the benchmarks: what a round costs the server is the number to watch."""
+
+    def __init__(self, configuration: client.Configuration | None = None) -> None:
+        super().__init__(configuration)
+        self.requests: Counter[str] = Counter()
+        self._count_lock = threading.Lock()
+
+    def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        query = urlsplit(url).query
+        verb = method
+        if method == "GET" and "watch=true" in query:
+            verb = "WATCH"
+        elif method == "GET" and ("limit=" in query or "labelSelector=" in query):
+            verb = "LIST"  # every LIST this package makes is paged
+        with self._count_lock:
+            self.requests[verb] += 1
+        return super().call_api(method, url, *args, **kwargs)
 
 
 @dataclass
@@ -98,12 +121,12 @@ def connect(*, kubeconfig: str | None, context: str | None = None, in_cluster: b
             qps: float = 0.0, burst: int = 10, timeout: float = 30.0) -> Cluster:
     """A Cluster from a kubeconfig file or the pod's service account. Raises ConfigError with the reason."""
     try:
+        configuration = client.Configuration()
         if in_cluster:
-            configuration = client.Configuration()
             config.load_incluster_config(client_configuration=configuration)
-            api = client.ApiClient(configuration)
         else:
-            api = config.new_client_from_config(config_file=kubeconfig, context=context)
+            config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+        api = CountingApiClient(configuration)
     except (ConfigException, OSError, TypeError) as error:
         where = "in-cluster service account" if in_cluster else f"kubeconfig {kubeconfig}"
         raise ConfigError(f"cannot load the {where}: {error}") from None
