@@ -20,12 +20,14 @@ from reconciler.chat import commands as chat_commands
 from reconciler.completion import completion
 from reconciler.config import (
     DATABASE_OPTION,
+    GATEWAY_URL_OPTION,
     LOCK_TIMEOUT_OPTION,
     Settings,
     check_options,
     cluster_options,
     connect_cluster,
     examples,
+    model_check_options,
     output_option,
     settings_from,
     source_options,
@@ -36,6 +38,7 @@ from reconciler.risks import FLAGS
 if TYPE_CHECKING:
     # Each command imports what it uses when it runs (`reconcile --version` imports none of these).
     from reconciler.engine import Outcome
+    from reconciler.preflight import ModelCheck
     from reconciler.render import DesiredObject
     from reconciler.revision import Revision
 
@@ -169,33 +172,66 @@ def _object_progress(verb: str) -> Callable[[int, int], None] | None:
     return show
 
 
-@main.command(epilog=examples("reconcile validate examples/", "reconcile validate . --revision main -o json"))
+@main.command(epilog=examples("reconcile validate examples/",
+                              "reconcile validate . --check-models --gateway-url http://litellm:4000 -o json"))
 @check_options
+@GATEWAY_URL_OPTION
+@model_check_options
 @output_option("text", "json")
 def validate(path: str, output: str, **options: Any) -> None:
-    """Check every spec of PATH; print every error as FILE:LINE:COL: POINTER: MESSAGE (HINT)."""
+    """Check every spec of PATH; print every error as FILE:LINE:COL: POINTER: MESSAGE (HINT).
+
+    With --check-models, also ask the gateway whether it serves each agent's model.
+    """
     from reconciler.revision import read_revision
     settings = settings_from(path, options)
     if output == "json":
         try:
             revision = read_revision(settings)
+            check = _check_models(revision, settings)
+            if check is not None and check.problems:
+                raise InvalidRevision(check.problems, revision.id)
         except InvalidRevision as invalid:
-            click.echo(json.dumps(_validation_document(invalid.revision, [], invalid), indent=2))
+            click.echo(json.dumps(_validation_document(invalid.revision, [], (), invalid), indent=2))
             sys.exit(EXIT_INVALID)
-        click.echo(json.dumps(_validation_document(revision.id, revision.parsed.agents, None), indent=2))
+        document = _validation_document(revision.id, revision.parsed.agents, revision.parsed.tests, None)
+        if check is not None:
+            document["models"] = {"gateway": check.catalog.gateway,
+                                  "checked": sorted({a.model for a in revision.parsed.agents})}
+        click.echo(json.dumps(document, indent=2))
         return
     revision = _read(settings)
+    check = _check_models(revision, settings)
+    if check is not None and check.problems:
+        raise InvalidRevision(check.problems, revision.id, applying=False)
     at = f" at {revision.id[:12]}" if revision.id else ""
-    click.echo(f"ok: {len(revision.parsed.agents)} agent(s) in {revision.parsed.documents} document(s){at} are valid")
+    parsed = revision.parsed
+    tests = f" and {len(parsed.tests)} agent test(s)" if parsed.tests else ""
+    click.echo(f"ok: {len(parsed.agents)} agent(s){tests} in {parsed.documents} document(s){at} are valid")
+    if check is not None:
+        click.echo(f"ok: {check.summary}")
 
 
-def _validation_document(revision: str | None, agents: Any, invalid: InvalidRevision | None) -> dict[str, Any]:
+def _check_models(revision: Revision, settings: Settings) -> ModelCheck | None:
+    """The model pre-flight, when asked for (--check-models): one question to the gateway per run."""
+    if not settings.check_models:
+        return None
+    from reconciler.preflight import check_revision, gateway_catalog
+
+    _progress(f"asking the gateway at {settings.gateway_url} which models it serves ...")
+    return check_revision(revision, gateway_catalog(settings))
+
+
+def _validation_document(revision: str | None, agents: Any, tests: Any,
+                         invalid: InvalidRevision | None) -> dict[str, Any]:
     problems = invalid.problems if invalid else []
     return {
         "valid": invalid is None,
         "revision": revision,
         "agents": [{"namespace": a.namespace, "name": a.name, "file": a.origin.file, "line": a.origin.line}
                    for a in agents],
+        "tests": [{"namespace": t.namespace, "name": t.name, "agent": t.agent, "cases": len(t.cases),
+                   "file": t.origin.file, "line": t.origin.line} for t in tests],
         "errors": [{"file": p.file, "line": p.line, "column": p.column, "pointer": p.pointer,
                     "message": p.message, "hint": p.hint} for p in problems],
     }
@@ -263,6 +299,7 @@ def _flag_names(_ctx: click.Context, _param: click.Parameter, value: str | None)
 @click.option("--fail-on", "fail_on", metavar="FLAG[,FLAG...]", default=None, callback=_flag_names,
               help="Exit 2 when the plan raises one of these risk flags (a CI policy): "
                    + ", ".join(FLAGS) + ".")
+@model_check_options
 def diff(path: str, output: str, colour: str, base: str | None, head: str | None, fail_on: frozenset[str],
          **options: Any) -> None:
     """Show what applying PATH would change (also: reconcile --dry-run PATH).
@@ -277,7 +314,19 @@ def diff(path: str, output: str, colour: str, base: str | None, head: str | None
         outcome = compare_revisions(settings, base=base, head=head or "HEAD")
     else:
         outcome = _reconcile(settings, dry_run=True)
+    check = _check_models(outcome.revision, settings)
+    if check is not None:
+        import dataclasses
+
+        outcome = dataclasses.replace(outcome, plan=dataclasses.replace(
+            outcome.plan, notes=(*outcome.plan.notes, check.summary)))
     _print_plan(outcome, output, colour)
+    if check is not None and check.problems:
+        invalid = InvalidRevision(check.problems, outcome.revision.id, applying=False)
+        for problem in invalid.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"error: {invalid} (--check-models)", err=True)
+        sys.exit(EXIT_INVALID)
     sys.exit(_dry_run_exit(outcome, fail_on))
 
 

@@ -1,6 +1,7 @@
 """A small OpenAI-compatible model server: the upstream the LiteLLM gateway forwards to in tests.
 
-It answers `POST /v1/chat/completions` with "echo: <last user message>", plain or streamed as
+It answers `POST /v1/chat/completions` with "echo: <last user message>" (or, when that message holds
+`[[reply: TEXT]]`, with TEXT exactly, so a test chooses each answer), plain or streamed as
 server-sent events (with a usage chunk when `stream_options.include_usage` asks for it), and
 records every request so tests can assert what reached the model. Behaviour is set on the
 object while it runs: `delay` before answering, `token_delay` between streamed tokens,
@@ -11,6 +12,7 @@ idle timeout fired just as the request came).
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,9 +62,13 @@ class FakeModelServer:
             return [r for r in self.requests if text in str(r.get("messages", [{}])[-1].get("content", ""))]
 
 
+REPLY_MARKER = re.compile(r"\[\[reply: (.*?)\]\]", re.DOTALL)
+
+
 def reply_for(messages: list[dict[str, Any]]) -> str:
     last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {"content": ""})
-    return f"echo: {last_user['content']}"
+    chosen = REPLY_MARKER.search(str(last_user["content"]))
+    return chosen.group(1) if chosen else f"echo: {last_user['content']}"
 
 
 def _words(messages: list[dict[str, Any]]) -> int:

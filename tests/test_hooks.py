@@ -95,7 +95,7 @@ def test_the_hook_passes_valid_specs_and_fails_a_staged_broken_one(agents_repo):
     root = agents_repo.working_tree_dir
     passed = run_hook(hook, root)
     assert passed.returncode == 0, passed.stderr
-    assert passed.stdout.startswith("ok: 5 agent(s) in 5 document(s)")
+    assert passed.stdout.startswith("ok: 5 agent(s) and 3 agent test(s) in 8 document(s)")
     # As pre-commit sees a commit being made: the broken change is staged, the last commit is good.
     path = "agents/research.yaml"
     text = spec(agents_repo, path)
