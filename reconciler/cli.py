@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from reconciler import __version__, operate
+from reconciler.agent_test_command import run_tests
 from reconciler.chat import commands as chat_commands
 from reconciler.completion import completion
 from reconciler.config import (
@@ -415,6 +416,7 @@ def schema(output: str) -> None:
 for command in (operate.history, operate.watch, operate.suspend, operate.resume, operate.sync, operate.status,
                 operate.migrate):
     main.add_command(command)
+main.add_command(run_tests)
 main.add_command(chat_commands.serve)
 main.add_command(chat_commands.keys)
 main.add_command(completion)

@@ -1,7 +1,8 @@
 """A small OpenAI-compatible model server: the upstream the LiteLLM gateway forwards to in tests.
 
 It answers `POST /v1/chat/completions` with "echo: <last user message>" (or, when that message holds
-`[[reply: TEXT]]`, with TEXT exactly, so a test chooses each answer), plain or streamed as
+`[[reply: TEXT]]`, with TEXT exactly, so a test chooses each answer; cut to `max_tokens` words, with the
+finish reason "length", as a model stops at its limit), plain or streamed as
 server-sent events (with a usage chunk when `stream_options.include_usage` asks for it), and
 records every request so tests can assert what reached the model. Behaviour is set on the
 object while it runs: `delay` before answering, `token_delay` between streamed tokens,
@@ -106,13 +107,16 @@ def _handler(owner: FakeModelServer) -> type[BaseHTTPRequestHandler]:
                                                          "type": "server_error", "code": owner.fail_status}})
                 return
             messages = body.get("messages", [])
-            reply = reply_for(messages)
+            reply, finish_reason = reply_for(messages), "stop"
+            limit = body.get("max_tokens")
+            if isinstance(limit, int) and len(reply.split()) > limit:
+                reply, finish_reason = " ".join(reply.split()[:limit]), "length"
             usage = {"prompt_tokens": _words(messages), "completion_tokens": len(reply.split()),
                      "total_tokens": _words(messages) + len(reply.split())}
             base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body.get("model")}
             if not body.get("stream"):
                 self._json(200, {**base, "object": "chat.completion", "usage": usage, "choices": [
-                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply}}]})
+                    {"index": 0, "finish_reason": finish_reason, "message": {"role": "assistant", "content": reply}}]})
                 return
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
@@ -132,7 +136,7 @@ def _handler(owner: FakeModelServer) -> type[BaseHTTPRequestHandler]:
                     if owner.token_delay:
                         time.sleep(owner.token_delay)
                 self._event({**base, "object": "chat.completion.chunk",
-                             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                             "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]})
                 if (body.get("stream_options") or {}).get("include_usage"):
                     self._event({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
                 self.wfile.write(b"data: [DONE]\n\n")
