@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,7 +19,11 @@ from reconciler.config import (
 )
 from reconciler.errors import ConfigError, InvalidRevision, ReconcilerError
 
+if TYPE_CHECKING:
+    from reconciler.engine import Outcome
+
 EXIT_FAILED = 1
+EXIT_SMOKE_FAILED = 5  # apply --test
 
 
 def _revision(settings: Settings, at: str | None = None) -> Any:
@@ -112,3 +116,19 @@ def _print_comparison(comparisons: Any, gateway: str, sides: tuple[str, str], ou
         click.echo(test_report.render_comparison_markdown(comparisons, gateway, sides), nl=False)
     else:
         click.echo(test_report.render_comparison_text(comparisons, gateway, sides), nl=False)
+
+
+def smoke_after_apply(outcome: Outcome, settings: Settings, output: str) -> int:
+    """The smoke cases of what the sync changed; their lines on stdout with text output, else on stderr."""
+    from reconciler.agent_test_report import render_text
+    from reconciler.smoke import run_smoke, store
+    from reconciler.store.embedded import database_url
+
+    report = run_smoke(outcome.revision.parsed, outcome.plan, settings, outcome.revision.id)
+    store(report, database_url(settings.database), settings.source_name)
+    if report.results:
+        click.echo(render_text(report.results, settings.gateway_url or "").rstrip("\n").replace(
+            "Tests: ", "Smoke tests: ", 1), err=output != "text")
+    else:
+        click.echo("Smoke tests: none of the changed agents has a smoke case", err=output != "text")
+    return EXIT_SMOKE_FAILED if report.failed else 0

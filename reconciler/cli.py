@@ -21,6 +21,7 @@ from reconciler.chat import commands as chat_commands
 from reconciler.completion import completion
 from reconciler.config import (
     DATABASE_OPTION,
+    GATEWAY_KEY_FILE_OPTION,
     GATEWAY_URL_OPTION,
     LOCK_TIMEOUT_OPTION,
     Settings,
@@ -39,7 +40,6 @@ from reconciler.risks import FLAGS
 if TYPE_CHECKING:
     # Each command imports what it uses when it runs (`reconcile --version` imports none of these).
     from reconciler.engine import Outcome
-    from reconciler.preflight import ModelCheck
     from reconciler.render import DesiredObject
     from reconciler.revision import Revision
 
@@ -184,25 +184,26 @@ def validate(path: str, output: str, **options: Any) -> None:
 
     With --check-models, also ask the gateway whether it serves each agent's model.
     """
+    from reconciler.preflight import check_if_asked, validation_document
     from reconciler.revision import read_revision
     settings = settings_from(path, options)
     if output == "json":
         try:
             revision = read_revision(settings)
-            check = _check_models(revision, settings)
+            check = check_if_asked(revision, settings)
             if check is not None and check.problems:
                 raise InvalidRevision(check.problems, revision.id)
         except InvalidRevision as invalid:
-            click.echo(json.dumps(_validation_document(invalid.revision, [], (), invalid), indent=2))
+            click.echo(json.dumps(validation_document(invalid.revision, [], (), invalid), indent=2))
             sys.exit(EXIT_INVALID)
-        document = _validation_document(revision.id, revision.parsed.agents, revision.parsed.tests, None)
+        document = validation_document(revision.id, revision.parsed.agents, revision.parsed.tests, None)
         if check is not None:
             document["models"] = {"gateway": check.catalog.gateway,
                                   "checked": sorted({a.model for a in revision.parsed.agents})}
         click.echo(json.dumps(document, indent=2))
         return
     revision = _read(settings)
-    check = _check_models(revision, settings)
+    check = check_if_asked(revision, settings)
     if check is not None and check.problems:
         raise InvalidRevision(check.problems, revision.id, applying=False)
     at = f" at {revision.id[:12]}" if revision.id else ""
@@ -211,31 +212,6 @@ def validate(path: str, output: str, **options: Any) -> None:
     click.echo(f"ok: {len(parsed.agents)} agent(s){tests} in {parsed.documents} document(s){at} are valid")
     if check is not None:
         click.echo(f"ok: {check.summary}")
-
-
-def _check_models(revision: Revision, settings: Settings) -> ModelCheck | None:
-    """The model pre-flight, when asked for (--check-models): one question to the gateway per run."""
-    if not settings.check_models:
-        return None
-    from reconciler.preflight import check_revision, gateway_catalog
-
-    _progress(f"asking the gateway at {settings.gateway_url} which models it serves ...")
-    return check_revision(revision, gateway_catalog(settings))
-
-
-def _validation_document(revision: str | None, agents: Any, tests: Any,
-                         invalid: InvalidRevision | None) -> dict[str, Any]:
-    problems = invalid.problems if invalid else []
-    return {
-        "valid": invalid is None,
-        "revision": revision,
-        "agents": [{"namespace": a.namespace, "name": a.name, "file": a.origin.file, "line": a.origin.line}
-                   for a in agents],
-        "tests": [{"namespace": t.namespace, "name": t.name, "agent": t.agent, "cases": len(t.cases),
-                   "file": t.origin.file, "line": t.origin.line} for t in tests],
-        "errors": [{"file": p.file, "line": p.line, "column": p.column, "pointer": p.pointer,
-                    "message": p.message, "hint": p.hint} for p in problems],
-    }
 
 
 @main.command(name="render", epilog=examples("reconcile render examples/",
@@ -308,6 +284,7 @@ def diff(path: str, output: str, colour: str, base: str | None, head: str | None
     Exit code 0: nothing would change; 1: something would; 2: an error, or a flag named by --fail-on.
     """
     from reconciler.engine import compare_revisions
+    from reconciler.preflight import check_if_asked
     settings = settings_from(path, options)
     if head is not None and base is None:
         raise click.UsageError("--head needs --base")
@@ -315,7 +292,7 @@ def diff(path: str, output: str, colour: str, base: str | None, head: str | None
         outcome = compare_revisions(settings, base=base, head=head or "HEAD")
     else:
         outcome = _reconcile(settings, dry_run=True)
-    check = _check_models(outcome.revision, settings)
+    check = check_if_asked(outcome.revision, settings)
     if check is not None:
         import dataclasses
 
@@ -364,9 +341,21 @@ def _dry_run_exit(outcome: Outcome, fail_on: frozenset[str]) -> int:
 @colour_option
 @click.option("--render-dir", type=click.Path(file_okay=False), default=None,
               help="Also write the applied manifests here, one file per object (Secret values are never written).")
-def apply(path: str, output: str, colour: str, render_dir: str | None, **options: Any) -> None:
-    """Apply PATH: record its agents and objects in the state; print what changed."""
-    outcome = _reconcile(settings_from(path, options), dry_run=False)
+@click.option("--test", "smoke_test", is_flag=True, default=False,
+              help="Once the sync succeeds, run the smoke cases (smoke: true) of the agents it changed through "
+                   "--gateway-url; exit 5 when one fails (nothing is rolled back).")
+@GATEWAY_KEY_FILE_OPTION
+def apply(path: str, output: str, colour: str, render_dir: str | None, smoke_test: bool, **options: Any) -> None:
+    """Apply PATH: record its agents and objects in the state; print what changed.
+
+    Exit code 0: applied; 2 invalid input; 3 the state database; 4 the cluster refused objects; 5 (--test)
+    a smoke case failed.
+    """
+    settings = settings_from(path, options)
+    if smoke_test:
+        from reconciler.smoke import require_gateway
+        require_gateway(settings)  # before anything is applied
+    outcome = _reconcile(settings, dry_run=False)
     _print_plan(outcome, output, colour)
     if render_dir:
         written = write_manifests(Path(render_dir), outcome.desired)
@@ -376,6 +365,9 @@ def apply(path: str, output: str, colour: str, render_dir: str | None, **options
         result = outcome.result
         click.echo(f"Applied: {result.created} created, {result.updated} updated, {result.deleted} deleted; "
                    f"revision {outcome.revision.id[:7] if outcome.revision.id else '(folder)'} recorded")
+    if smoke_test:
+        from reconciler.agent_test_command import smoke_after_apply
+        sys.exit(smoke_after_apply(outcome, settings, output))
 
 
 def write_manifests(folder: Path, desired: tuple[DesiredObject, ...]) -> int:

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from reconciler.config import Settings, gateway_key
-from reconciler.errors import ConfigError, Problem
+from reconciler.errors import ConfigError, InvalidRevision, Problem
 from reconciler.gateway_models import Catalog, fetch_catalog
 from reconciler.model_check import check_models, models_summary, problems_of
 from reconciler.revision import Revision
@@ -33,3 +34,25 @@ def check_revision(revision: Revision, catalog: Catalog) -> ModelCheck:
         files = {f.path: f for f in revision.snapshot.spec_files()}
         problems = problems_of(findings, lambda path: files[path].data)
     return ModelCheck(catalog, problems, models_summary(agents, catalog))
+
+
+def check_if_asked(revision: Revision, settings: Settings) -> ModelCheck | None:
+    """The model pre-flight, when asked for (--check-models): one question to the gateway per run."""
+    if not settings.check_models:
+        return None
+    return check_revision(revision, gateway_catalog(settings))
+
+
+def validation_document(revision: str | None, agents: Any, tests: Any,
+                         invalid: InvalidRevision | None) -> dict[str, Any]:
+    problems = invalid.problems if invalid else []
+    return {
+        "valid": invalid is None,
+        "revision": revision,
+        "agents": [{"namespace": a.namespace, "name": a.name, "file": a.origin.file, "line": a.origin.line}
+                   for a in agents],
+        "tests": [{"namespace": t.namespace, "name": t.name, "agent": t.agent, "cases": len(t.cases),
+                   "file": t.origin.file, "line": t.origin.line} for t in tests],
+        "errors": [{"file": p.file, "line": p.line, "column": p.column, "pointer": p.pointer,
+                    "message": p.message, "hint": p.hint} for p in problems],
+    }
