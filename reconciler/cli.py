@@ -16,16 +16,20 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from reconciler import __version__, operate
+from reconciler.agent_test_command import run_tests
 from reconciler.chat import commands as chat_commands
 from reconciler.completion import completion
 from reconciler.config import (
     DATABASE_OPTION,
+    GATEWAY_KEY_FILE_OPTION,
+    GATEWAY_URL_OPTION,
     LOCK_TIMEOUT_OPTION,
     Settings,
     check_options,
     cluster_options,
     connect_cluster,
     examples,
+    model_check_options,
     output_option,
     settings_from,
     source_options,
@@ -169,36 +173,45 @@ def _object_progress(verb: str) -> Callable[[int, int], None] | None:
     return show
 
 
-@main.command(epilog=examples("reconcile validate examples/", "reconcile validate . --revision main -o json"))
+@main.command(epilog=examples("reconcile validate examples/",
+                              "reconcile validate . --check-models --gateway-url http://litellm:4000 -o json"))
 @check_options
+@GATEWAY_URL_OPTION
+@model_check_options
 @output_option("text", "json")
 def validate(path: str, output: str, **options: Any) -> None:
-    """Check every spec of PATH; print every error as FILE:LINE:COL: POINTER: MESSAGE (HINT)."""
+    """Check every spec of PATH; print every error as FILE:LINE:COL: POINTER: MESSAGE (HINT).
+
+    With --check-models, also ask the gateway whether it serves each agent's model.
+    """
+    from reconciler.preflight import check_if_asked, validation_document
     from reconciler.revision import read_revision
     settings = settings_from(path, options)
     if output == "json":
         try:
             revision = read_revision(settings)
+            check = check_if_asked(revision, settings)
+            if check is not None and check.problems:
+                raise InvalidRevision(check.problems, revision.id)
         except InvalidRevision as invalid:
-            click.echo(json.dumps(_validation_document(invalid.revision, [], invalid), indent=2))
+            click.echo(json.dumps(validation_document(invalid.revision, [], (), invalid), indent=2))
             sys.exit(EXIT_INVALID)
-        click.echo(json.dumps(_validation_document(revision.id, revision.parsed.agents, None), indent=2))
+        document = validation_document(revision.id, revision.parsed.agents, revision.parsed.tests, None)
+        if check is not None:
+            document["models"] = {"gateway": check.catalog.gateway,
+                                  "checked": sorted({a.model for a in revision.parsed.agents})}
+        click.echo(json.dumps(document, indent=2))
         return
     revision = _read(settings)
+    check = check_if_asked(revision, settings)
+    if check is not None and check.problems:
+        raise InvalidRevision(check.problems, revision.id, applying=False)
     at = f" at {revision.id[:12]}" if revision.id else ""
-    click.echo(f"ok: {len(revision.parsed.agents)} agent(s) in {revision.parsed.documents} document(s){at} are valid")
-
-
-def _validation_document(revision: str | None, agents: Any, invalid: InvalidRevision | None) -> dict[str, Any]:
-    problems = invalid.problems if invalid else []
-    return {
-        "valid": invalid is None,
-        "revision": revision,
-        "agents": [{"namespace": a.namespace, "name": a.name, "file": a.origin.file, "line": a.origin.line}
-                   for a in agents],
-        "errors": [{"file": p.file, "line": p.line, "column": p.column, "pointer": p.pointer,
-                    "message": p.message, "hint": p.hint} for p in problems],
-    }
+    parsed = revision.parsed
+    tests = f" and {len(parsed.tests)} agent test(s)" if parsed.tests else ""
+    click.echo(f"ok: {len(parsed.agents)} agent(s){tests} in {parsed.documents} document(s){at} are valid")
+    if check is not None:
+        click.echo(f"ok: {check.summary}")
 
 
 @main.command(name="render", epilog=examples("reconcile render examples/",
@@ -263,6 +276,7 @@ def _flag_names(_ctx: click.Context, _param: click.Parameter, value: str | None)
 @click.option("--fail-on", "fail_on", metavar="FLAG[,FLAG...]", default=None, callback=_flag_names,
               help="Exit 2 when the plan raises one of these risk flags (a CI policy): "
                    + ", ".join(FLAGS) + ".")
+@model_check_options
 def diff(path: str, output: str, colour: str, base: str | None, head: str | None, fail_on: frozenset[str],
          **options: Any) -> None:
     """Show what applying PATH would change (also: reconcile --dry-run PATH).
@@ -270,6 +284,7 @@ def diff(path: str, output: str, colour: str, base: str | None, head: str | None
     Exit code 0: nothing would change; 1: something would; 2: an error, or a flag named by --fail-on.
     """
     from reconciler.engine import compare_revisions
+    from reconciler.preflight import check_if_asked
     settings = settings_from(path, options)
     if head is not None and base is None:
         raise click.UsageError("--head needs --base")
@@ -277,7 +292,19 @@ def diff(path: str, output: str, colour: str, base: str | None, head: str | None
         outcome = compare_revisions(settings, base=base, head=head or "HEAD")
     else:
         outcome = _reconcile(settings, dry_run=True)
+    check = check_if_asked(outcome.revision, settings)
+    if check is not None:
+        import dataclasses
+
+        outcome = dataclasses.replace(outcome, plan=dataclasses.replace(
+            outcome.plan, notes=(*outcome.plan.notes, check.summary)))
     _print_plan(outcome, output, colour)
+    if check is not None and check.problems:
+        invalid = InvalidRevision(check.problems, outcome.revision.id, applying=False)
+        for problem in invalid.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"error: {invalid} (--check-models)", err=True)
+        sys.exit(EXIT_INVALID)
     sys.exit(_dry_run_exit(outcome, fail_on))
 
 
@@ -314,9 +341,21 @@ def _dry_run_exit(outcome: Outcome, fail_on: frozenset[str]) -> int:
 @colour_option
 @click.option("--render-dir", type=click.Path(file_okay=False), default=None,
               help="Also write the applied manifests here, one file per object (Secret values are never written).")
-def apply(path: str, output: str, colour: str, render_dir: str | None, **options: Any) -> None:
-    """Apply PATH: record its agents and objects in the state; print what changed."""
-    outcome = _reconcile(settings_from(path, options), dry_run=False)
+@click.option("--test", "smoke_test", is_flag=True, default=False,
+              help="Once the sync succeeds, run the smoke cases (smoke: true) of the agents it changed through "
+                   "--gateway-url; exit 5 when one fails (nothing is rolled back).")
+@GATEWAY_KEY_FILE_OPTION
+def apply(path: str, output: str, colour: str, render_dir: str | None, smoke_test: bool, **options: Any) -> None:
+    """Apply PATH: record its agents and objects in the state; print what changed.
+
+    Exit code 0: applied; 2 invalid input; 3 the state database; 4 the cluster refused objects; 5 (--test)
+    a smoke case failed.
+    """
+    settings = settings_from(path, options)
+    if smoke_test:
+        from reconciler.smoke import require_gateway
+        require_gateway(settings)  # before anything is applied
+    outcome = _reconcile(settings, dry_run=False)
     _print_plan(outcome, output, colour)
     if render_dir:
         written = write_manifests(Path(render_dir), outcome.desired)
@@ -326,6 +365,9 @@ def apply(path: str, output: str, colour: str, render_dir: str | None, **options
         result = outcome.result
         click.echo(f"Applied: {result.created} created, {result.updated} updated, {result.deleted} deleted; "
                    f"revision {outcome.revision.id[:7] if outcome.revision.id else '(folder)'} recorded")
+    if smoke_test:
+        from reconciler.agent_test_command import smoke_after_apply
+        sys.exit(smoke_after_apply(outcome, settings, output))
 
 
 def write_manifests(folder: Path, desired: tuple[DesiredObject, ...]) -> int:
@@ -366,6 +408,7 @@ def schema(output: str) -> None:
 for command in (operate.history, operate.watch, operate.suspend, operate.resume, operate.sync, operate.status,
                 operate.migrate):
     main.add_command(command)
+main.add_command(run_tests)
 main.add_command(chat_commands.serve)
 main.add_command(chat_commands.keys)
 main.add_command(completion)

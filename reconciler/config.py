@@ -56,6 +56,8 @@ class Settings:
     create_namespaces: bool = False
     adopt: bool = False
     concurrency: int = 4
+    check_models: bool = False
+    gateway_key_file: str | None = None
     qps: float = 0.0
     burst: int = 10
 
@@ -107,8 +109,21 @@ RENDER_OPTIONS: list[Callable[[Any], Any]] = [
                  help="agent-sandbox API version to render (v1alpha1 for agent-sandbox <= v0.4). "
                       "[env: RECONCILER_SANDBOX_API_VERSION]"),
     click.option("--gateway-url", envvar=["RECONCILER_SANDBOX_GATEWAY_URL", "LITELLM_API_BASE"], default=None,
-                 help="LiteLLM gateway URL given to sandboxes as LITELLM_API_BASE. "
+                 help="LiteLLM gateway URL given to sandboxes as LITELLM_API_BASE, and asked by --check-models. "
                       "[env: RECONCILER_SANDBOX_GATEWAY_URL, then LITELLM_API_BASE]"),
+]
+
+GATEWAY_KEY_FILE_OPTION = click.option(
+    "--gateway-key-file", envvar="RECONCILER_GATEWAY_KEY_FILE", type=click.Path(dir_okay=False), default=None,
+    metavar="FILE", help="File holding the gateway key; default LITELLM_API_KEY. [env: RECONCILER_GATEWAY_KEY_FILE]")
+
+# Model pre-flight (validate and diff): the gateway is asked which models it serves.
+MODEL_CHECK_OPTIONS: list[Callable[[Any], Any]] = [
+    click.option("--check-models", is_flag=True, envvar="RECONCILER_CHECK_MODELS", default=False,
+                 help="Ask the gateway (--gateway-url, key from LITELLM_API_KEY or --gateway-key-file) which models "
+                      "it serves: an agent's unknown model, or a maxTokens above the model's output limit, is an "
+                      "error. [env: RECONCILER_CHECK_MODELS=true]"),
+    GATEWAY_KEY_FILE_OPTION,
 ]
 
 SPEC_OPTIONS = READ_OPTIONS + RENDER_OPTIONS
@@ -227,6 +242,8 @@ def _with_path(options: list[Callable[[Any], Any]]) -> Callable[[Callable[..., A
 
 
 cluster_options = _with(CLUSTER_OPTIONS)
+model_check_options = _with(MODEL_CHECK_OPTIONS)
+GATEWAY_URL_OPTION = RENDER_OPTIONS[2]
 connection_options = _with(CONNECTION_OPTIONS)
 spec_options = _with(SPEC_OPTIONS)
 # What validate reads (no rendering settings), and what every command that renders reads.

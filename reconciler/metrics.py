@@ -41,6 +41,9 @@ class Metrics(_Registry):
                               registry=self.registry)
         self.webhooks = Counter("agent_reconciler_webhook_requests_total", "Webhook requests by kind and status.",
                                 ["kind", "status"], registry=self.registry)
+        self.agent_tests = Counter("agent_reconciler_agent_tests_total",
+                                   "Smoke cases run after syncs (watch --test), by result: passed or failed.",
+                                   ["source", "result"], registry=self.registry)
 
     def reconciled(self, source: str, seconds: float, outcome: str, plan: Plan | None = None,
                    revision: str | None = None) -> None:

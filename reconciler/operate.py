@@ -13,6 +13,7 @@ import click
 from reconciler import times
 from reconciler.config import (
     DATABASE_OPTION,
+    GATEWAY_KEY_FILE_OPTION,
     LOCK_TIMEOUT_OPTION,
     Settings,
     cluster_options,
@@ -94,6 +95,10 @@ def history(database: str | None, source_name: str | None, limit: int, output: s
                    "[env: RECONCILER_WEBHOOK_LISTEN]")
 @click.option("--webhook-secret", default=None, envvar="RECONCILER_WEBHOOK_SECRET",
               help="Shared secret of the webhooks. [env: RECONCILER_WEBHOOK_SECRET]")
+@click.option("--test", "smoke_test", is_flag=True, default=False,
+              help="After each successful sync, run the smoke cases (smoke: true) of the agents it changed through "
+                   "--gateway-url; results go to the database, the metrics and the log (nothing is rolled back).")
+@GATEWAY_KEY_FILE_OPTION
 @spec_options
 @cluster_options
 @DATABASE_OPTION
@@ -101,7 +106,7 @@ def history(database: str | None, source_name: str | None, limit: int, output: s
 def watch(repo: str | None, folder: str | None, branch: str, interval: float, resync: float,
           cache_dir: str | None, once: bool, git_token_file: str | None, git_ssh_key: str | None,
           leader_elect: bool, lease_namespace: str, lease_name: str,
-          webhook_listen: str | None, webhook_secret: str | None, **options: Any) -> None:
+          webhook_listen: str | None, webhook_secret: str | None, smoke_test: bool, **options: Any) -> None:
     """Follow a branch: apply each new head, keep the last good revision live when one fails."""
     from reconciler import logs
     from reconciler.kube.leader import LeaderElector
@@ -113,8 +118,15 @@ def watch(repo: str | None, folder: str | None, branch: str, interval: float, re
     cluster = connect_cluster(settings)
     if (repo is None) == (folder is None):
         raise click.UsageError("give either --repo or --folder")
+    if smoke_test:
+        from reconciler.smoke import require_gateway
+        require_gateway(settings)
     if folder is not None:
         local = FolderWatcher(Path(folder), settings, cluster=cluster)
+        if smoke_test:
+            from reconciler.metrics import Metrics
+            from reconciler.smoke import after_sync
+            local.after_sync = after_sync(settings, Metrics())
         signal.signal(signal.SIGTERM, lambda *_: local.stop.set())
         local.run()
         return
@@ -123,6 +135,9 @@ def watch(repo: str | None, folder: str | None, branch: str, interval: float, re
     watcher = Watcher(repo=repo, branch=branch, settings=settings, cache=Path(cache_dir or default_cache()),
                       interval=interval, resync=resync, cluster=cluster,
                       credentials=GitCredentials(token=token or None, ssh_key=git_ssh_key))
+    if smoke_test:
+        from reconciler.smoke import after_sync
+        watcher.after_sync = after_sync(settings, watcher.metrics)
     if leader_elect:
         if cluster is None:
             raise click.UsageError("--leader-elect needs a cluster (--in-cluster or --kubeconfig)")
@@ -237,6 +252,7 @@ def status(database: str | None, source_name: str, sandbox_api_version: str, out
                 live[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = readiness(obj)
         for agent_key, what in drifted(state.recorded_objects(source_name), objects, salt=state.salt()):
             drift.setdefault(agent_key, []).append(what)
+    tests = _smoke_results(state, source_name)
     rows = []
     for agent in agents:
         key = f"{agent.namespace}/{agent.name}"
@@ -244,6 +260,7 @@ def status(database: str | None, source_name: str, sandbox_api_version: str, out
         rows.append({"agent": key, "mode": agent.spec.get("mode"),
                      "revision": agent.revision, "ready": ready.ready if ready else None,
                      "drift": drift.get(key, []) if cluster is not None else None,
+                     "tests": tests.get(key),
                      "detail": ready.detail if ready else ("" if settings.has_cluster else "no cluster configured")})
     summary = {"lastSync": None if last is None else {
         "revision": last.revision, "outcome": last.outcome, "finishedAt": times.iso(last.finished_at),
@@ -264,12 +281,25 @@ def status(database: str | None, source_name: str, sandbox_api_version: str, out
     if not rows:
         click.echo("no synced agents")
         return
-    click.echo(f"{'AGENT':40}  {'MODE':10}  {'REVISION':12}  {'READY':7}  {'DRIFT':20}  DETAIL")
+    click.echo(f"{'AGENT':40}  {'MODE':10}  {'REVISION':12}  {'READY':7}  {'DRIFT':20}  {'TESTS':12}  DETAIL")
     for row in rows:
         ready = {True: "True", False: "False", None: "-"}[row["ready"]]
         drifted_text = "-" if row["drift"] is None else (", ".join(row["drift"]) or "none")
+        smoke = row["tests"]
+        tests_text = "-" if smoke is None else f"{smoke['passed']}/{smoke['passed'] + smoke['failed']} passed"
         click.echo(f"{row['agent'][:40]:40}  {row['mode']:10}  {(row['revision'] or '(folder)')[:12]:12}  "
-                   f"{ready:7}  {drifted_text[:20]:20}  {row['detail']}")
+                   f"{ready:7}  {drifted_text[:20]:20}  {tests_text:12}  {row['detail']}")
+
+
+def _smoke_results(state: Any, source: str) -> dict[str, dict[str, Any]]:
+    """Each agent's newest smoke-test run (apply --test, watch --test), as status shows it."""
+    from reconciler.store.test_runs import latest
+
+    if state.engine is None:
+        return {}
+    return {key: {"revision": t.revision, "passed": t.passed, "failed": t.failed,
+                  "finishedAt": times.iso(t.finished_at), "failures": list(t.failures)}
+            for key, t in latest(state.engine, source).items()}
 
 
 @click.command(epilog=examples("reconcile migrate --database postgresql://reconciler@db.example/agents"))

@@ -11,13 +11,14 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.cluster_sync import ProjectionMemo
 from reconciler.config import Settings
-from reconciler.engine import ClusterApplyFailed, SourceSuspended, reconcile
+from reconciler.engine import ClusterApplyFailed, Outcome, SourceSuspended, reconcile
 from reconciler.errors import ReconcilerError, StateError
 from reconciler.kube.cache import LiveCache
 from reconciler.kube.client import Cluster
@@ -95,6 +96,8 @@ class Watcher:
     render_memo: RenderMemo = dataclasses.field(default_factory=RenderMemo)
     # With a cluster: its objects, kept by LIST+WATCH; a change made there wakes the loop to heal it.
     live_cache: LiveCache | None = None
+    # Called with each successful sync's outcome (watch --test: the smoke cases of the changed agents).
+    after_sync: Callable[[Outcome], None] | None = None
     # Set when the cluster changed under us: the next round reconciles even if the head did not move.
     changed: threading.Event = dataclasses.field(default_factory=threading.Event)
     projections: ProjectionMemo = dataclasses.field(default_factory=ProjectionMemo)
@@ -228,6 +231,8 @@ class Watcher:
         counts = applied_counts(outcome.plan)
         log.info("revision %s applied: %s", head[:12], in_words(counts),
                  extra={"revision": head, "changes": counts})
+        if self.after_sync is not None:
+            self.after_sync(outcome)
 
 
 def _release_free_memory() -> None:
@@ -270,6 +275,7 @@ class FolderWatcher:
     cluster: Cluster | None = None
     state: WatchState = dataclasses.field(default_factory=WatchState)
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    after_sync: Callable[[Outcome], None] | None = None  # as Watcher.after_sync
 
     def run(self) -> None:
         from watchfiles import watch  # imported here: only this mode needs it
@@ -296,3 +302,5 @@ class FolderWatcher:
         counts = applied_counts(outcome.plan)
         log.info("folder %s applied: %s", self.folder, in_words(counts),
                  extra={"folder": str(self.folder), "changes": counts})
+        if self.after_sync is not None:
+            self.after_sync(outcome)

@@ -70,6 +70,23 @@ def gateway(upstream: FakeModelServer) -> Iterator[LiteLLMGateway]:
     proxy.stop()
 
 
+# The models of `catalog_gateway`, with the model_info LiteLLM states for each: gpt-4o-mini is known to
+# LiteLLM (its own limits), small-model states a smaller output limit, claude-sonnet states none.
+CATALOG = {"gpt-4o-mini": {}, "small-model": {"max_output_tokens": 100, "max_input_tokens": 4000},
+           "claude-sonnet": {}}
+
+
+@pytest.fixture(scope="session")
+def catalog_gateway(upstream: FakeModelServer) -> Iterator[LiteLLMGateway]:
+    """The LiteLLM proxy serving only the models of CATALOG (the `gateway` fixture serves any name)."""
+    binary = find_litellm()
+    if binary is None:
+        pytest.fail(f"the LiteLLM proxy is not installed: {INSTALL_HINT}")
+    proxy = LiteLLMGateway(binary, upstream.url, Path(tempfile.mkdtemp(prefix="litellm-")), models=CATALOG).start()
+    yield proxy
+    proxy.stop()
+
+
 def apply(folder: Path, database: str) -> None:
     result = CliRunner().invoke(main, ["apply", str(folder), "--work-tree", "--database", database])
     assert result.exit_code == 0, result.output

@@ -17,7 +17,7 @@ READS = outside_reads.install(Path(__file__).resolve().parents[1],
                               [crd_schema.CRD_DIR, Path(_KUBECONFIG).resolve().parent if _KUBECONFIG else None])
 
 from watching import remote  # noqa: E402,F401 - the bare-remote fixture, for every test module
-from chatting import chat_app, gateway, upstream  # noqa: E402,F401 - chat fixtures (LiteLLM proxy, fake model)
+from chatting import catalog_gateway, chat_app, gateway, upstream  # noqa: E402,F401 - LiteLLM proxies, fake model
 
 AUDIT = "test_isolation.py::test_no_test_opens_a_path_outside_the_checkout"
 

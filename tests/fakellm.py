@@ -1,6 +1,8 @@
 """A small OpenAI-compatible model server: the upstream the LiteLLM gateway forwards to in tests.
 
-It answers `POST /v1/chat/completions` with "echo: <last user message>", plain or streamed as
+It answers `POST /v1/chat/completions` with "echo: <last user message>" (or, when that message holds
+`[[reply: TEXT]]`, with TEXT exactly, so a test chooses each answer; cut to `max_tokens` words, with the
+finish reason "length", as a model stops at its limit), plain or streamed as
 server-sent events (with a usage chunk when `stream_options.include_usage` asks for it), and
 records every request so tests can assert what reached the model. Behaviour is set on the
 object while it runs: `delay` before answering, `token_delay` between streamed tokens,
@@ -11,6 +13,7 @@ idle timeout fired just as the request came).
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,9 +63,13 @@ class FakeModelServer:
             return [r for r in self.requests if text in str(r.get("messages", [{}])[-1].get("content", ""))]
 
 
+REPLY_MARKER = re.compile(r"\[\[reply: (.*?)\]\]", re.DOTALL)
+
+
 def reply_for(messages: list[dict[str, Any]]) -> str:
     last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {"content": ""})
-    return f"echo: {last_user['content']}"
+    chosen = REPLY_MARKER.search(str(last_user["content"]))
+    return chosen.group(1) if chosen else f"echo: {last_user['content']}"
 
 
 def _words(messages: list[dict[str, Any]]) -> int:
@@ -100,13 +107,16 @@ def _handler(owner: FakeModelServer) -> type[BaseHTTPRequestHandler]:
                                                          "type": "server_error", "code": owner.fail_status}})
                 return
             messages = body.get("messages", [])
-            reply = reply_for(messages)
+            reply, finish_reason = reply_for(messages), "stop"
+            limit = body.get("max_tokens")
+            if isinstance(limit, int) and len(reply.split()) > limit:
+                reply, finish_reason = " ".join(reply.split()[:limit]), "length"
             usage = {"prompt_tokens": _words(messages), "completion_tokens": len(reply.split()),
                      "total_tokens": _words(messages) + len(reply.split())}
             base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body.get("model")}
             if not body.get("stream"):
                 self._json(200, {**base, "object": "chat.completion", "usage": usage, "choices": [
-                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply}}]})
+                    {"index": 0, "finish_reason": finish_reason, "message": {"role": "assistant", "content": reply}}]})
                 return
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
@@ -126,7 +136,7 @@ def _handler(owner: FakeModelServer) -> type[BaseHTTPRequestHandler]:
                     if owner.token_delay:
                         time.sleep(owner.token_delay)
                 self._event({**base, "object": "chat.completion.chunk",
-                             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                             "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]})
                 if (body.get("stream_options") or {}).get("include_usage"):
                     self._event({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
                 self.wfile.write(b"data: [DONE]\n\n")

@@ -13,6 +13,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -36,10 +37,13 @@ def free_port() -> int:
 
 
 class LiteLLMGateway:
-    """`litellm --config` forwarding every model name to `upstream` (an OpenAI-compatible /v1 URL)."""
+    """`litellm --config` forwarding every model name to `upstream` (an OpenAI-compatible /v1 URL), or with
+    `models` ({name: model_info}) only those names, each with the model_info LiteLLM is to state for it."""
 
-    def __init__(self, binary: str, upstream: str, folder: Path, *, workers: int = 1) -> None:
+    def __init__(self, binary: str, upstream: str, folder: Path, *, workers: int = 1,
+                 models: dict[str, dict[str, Any]] | None = None) -> None:
         self.binary, self.upstream, self.folder, self.workers = binary, upstream, folder, workers
+        self.models = models
         self.port = free_port()
         # The proxy refuses well-known master keys; one per run.
         self.key = "sk-" + secrets.token_hex(16)
@@ -51,9 +55,14 @@ class LiteLLMGateway:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 180.0) -> LiteLLMGateway:
+        model_list: list[dict[str, Any]] = [{"model_name": "*", "litellm_params": {
+            "model": "openai/*", "api_base": self.upstream, "api_key": "upstream-key"}}]
+        if self.models is not None:
+            model_list = [{"model_name": name, "model_info": info, "litellm_params": {
+                "model": f"openai/{name}", "api_base": self.upstream, "api_key": "upstream-key"}}
+                for name, info in self.models.items()]
         config = {
-            "model_list": [{"model_name": "*", "litellm_params": {
-                "model": "openai/*", "api_base": self.upstream, "api_key": "upstream-key"}}],
+            "model_list": model_list,
             "general_settings": {"master_key": self.key},
             "litellm_settings": {"drop_params": False, "num_retries": 0, "request_timeout": 600},
         }

@@ -53,7 +53,8 @@ def commit(repo: git.Repo, path: str, text: str | None, message: str) -> str:
 def test_validate_reports_the_revision(repo, run):
     result = run("validate", repo.working_tree_dir)
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == f"ok: 5 agent(s) in 5 document(s) at {repo.head.commit.hexsha[:12]} are valid\n"
+    assert result.stdout == (f"ok: 5 agent(s) and 3 agent test(s) in 8 document(s) at {repo.head.commit.hexsha[:12]} "
+                             "are valid\n")
 
 
 def test_dry_run_apply_then_nothing_left(repo, run):
@@ -280,6 +281,7 @@ def test_diff_between_two_revisions_needs_no_state(repo, run, tmp_path):
     spec = Path(path, "agents/research.yaml").read_text().replace("gpt-4o\n", "gpt-4.1\n")
     commit(repo, "agents/research.yaml", spec, "research on gpt-4.1")
     commit(repo, "agents/support-triage.yaml", None, "retire triage")
+    commit(repo, "tests/support-triage.yaml", None, "and its test")  # a test of an agent that is gone is an error
     result = CliRunner().invoke(main, ["diff", path, "--base", base, "-o", "json"])
     assert result.exit_code == 1, result.stderr
     plan = json.loads(result.stdout)

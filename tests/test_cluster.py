@@ -99,6 +99,8 @@ def test_removed_agent_is_pruned_and_pruning_everything_is_refused(kube, repo, r
     assert kube.get(EXT, "sandboxtemplates", "agents", "research") is None
     for name in ("support-triage.yaml", "code-review.yaml", "data-team.yaml"):
         commit(repo, f"agents/{name}", None)
+    for name in ("support-triage.yaml", "data-team.yaml"):
+        commit(repo, f"tests/{name}", None)  # the tests of the agents go with them
     refused = run("apply", path)
     assert refused.exit_code == 2 and "--allow-empty" in refused.stderr
     assert kube.get(EXT, "sandboxtemplates", "agents", "code-review") is not None
@@ -110,6 +112,7 @@ def test_max_prune_guards_large_deletions(kube, repo, run):
     path = repo.working_tree_dir
     assert run("apply", path).exit_code == 0
     commit(repo, "agents/data-team.yaml", None)
+    commit(repo, "tests/data-team.yaml", None)
     commit(repo, "agents/research.yaml", None)
     refused = run("apply", path)
     assert refused.exit_code == 2 and "delete 9 of 15 owned object(s), more than --max-prune 25%" in refused.stderr

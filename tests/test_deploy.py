@@ -129,7 +129,8 @@ def test_rbac_covers_every_call_the_reconciler_makes(tmp_path):
         assert CliRunner().invoke(main, ["diff", str(repo_path), *common], env=env).exit_code == 0
         assert CliRunner().invoke(main, ["status", *common]).exit_code == 0
         # The data namespace loses its agents, and with them its container-env Secret.
-        repo.index.remove(["agents/research.yaml", "agents/data-team.yaml"], working_tree=True)
+        repo.index.remove(["agents/research.yaml", "agents/data-team.yaml", "tests/data-team.yaml"],
+                          working_tree=True)
         repo.index.commit("retire three agents")
         assert CliRunner().invoke(main, ["apply", str(repo_path), "--max-prune", "100", *common],
                                   env=env).exit_code == 0

@@ -85,7 +85,7 @@ def test_the_example_pull_request_workflow_uses_the_action_and_real_commands_and
     calls = [shlex.split(line)
              for script in scripts for line in script.replace("\\\n", " ").splitlines()
              if line.strip().startswith("reconcile ")]
-    assert [c[1] for c in calls] == ["validate", "diff"]
+    assert [c[1] for c in calls] == ["validate", "diff", "test"]
     for call in calls:
         command = main.commands[call[1]]
         options = {opt for param in command.params for opt in param.opts}

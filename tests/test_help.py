@@ -69,7 +69,8 @@ def test_status_lists_only_connection_options():
 def test_validate_lists_only_what_reading_specs_takes():
     listed = options_of("validate")
     assert {"--revision", "--work-tree", "--path", "--namespace", "--max-file-size", "--output"} <= listed
-    assert not listed & {"--source-name", "--sandbox-api-version", "--gateway-url", "--database", "--kubeconfig"}
+    assert not listed & {"--source-name", "--sandbox-api-version", "--database", "--kubeconfig"}
+    assert {"--check-models", "--gateway-url", "--gateway-key-file"} <= listed & options_of("diff")
     assert {"--source-name", "--sandbox-api-version", "--gateway-url"} <= options_of("render")
 
 

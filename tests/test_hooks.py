@@ -95,7 +95,7 @@ def test_the_hook_passes_valid_specs_and_fails_a_staged_broken_one(agents_repo):
     root = agents_repo.working_tree_dir
     passed = run_hook(hook, root)
     assert passed.returncode == 0, passed.stderr
-    assert passed.stdout.startswith("ok: 5 agent(s) in 5 document(s)")
+    assert passed.stdout.startswith("ok: 5 agent(s) and 3 agent test(s) in 8 document(s)")
     # As pre-commit sees a commit being made: the broken change is staged, the last commit is good.
     path = "agents/research.yaml"
     text = spec(agents_repo, path)
@@ -214,7 +214,7 @@ def model_change(repo: git.Repo) -> tuple[str, str]:
 def test_a_change_is_commented_and_does_not_fail_the_check(agents_repo, tmp_path):
     base, head = model_change(agents_repo)
     run = run_action(agents_repo, tmp_path, pull_request(base, head))
-    assert run.failed is None and run.steps[-1] == "Fail on an error or a fail-on flag"
+    assert run.failed is None and run.steps[-1] == "Fail on an error, a fail-on flag or a test regression"
     assert run.outputs["changes"] == "true" and run.outputs["exit-code"] == "1"
     comment = run.comment()
     assert comment.startswith(MARKER + "\n### agent-reconciler plan for source `default`: "
@@ -240,7 +240,7 @@ def test_a_fail_on_flag_fails_the_check_after_the_comment(agents_repo, tmp_path)
     run = run_action(agents_repo, tmp_path, pull_request(base, head), **{"fail-on": "chat-exposed,model-changed"})
     assert run.failed is not None and run.failed.returncode == 2
     # The comment step comes before the step that fails.
-    assert run.steps[-2:] == ["Comment on the pull request", "Fail on an error or a fail-on flag"]
+    assert run.steps[-2:] == ["Comment on the pull request", "Fail on an error, a fail-on flag or a test regression"]
     assert "::error::reconcile exited 2" in run.failed.stdout
     assert (run.outputs["changes"], run.outputs["exit-code"]) == ("true", "2")
     comment = run.comment()
@@ -283,3 +283,30 @@ def test_the_comment_step_posts_the_plan_steps_file_under_its_marker():
     assert step["with"]["github-token"] == "${{ inputs.github-token }}"
     script = step["with"]["script"]
     assert "process.env.COMMENT" in script and "updateComment" in script and "createComment" in script
+
+
+def test_the_tests_of_the_changed_agents_join_the_comment_and_a_regression_fails_the_check(agents_repo, tmp_path,
+                                                                                           gateway):
+    base = agents_repo.head.commit.hexsha
+    # Replies cut to two tokens: "echo: Mein" no longer names the printer (the fake model echoes the message).
+    text = spec(agents_repo, "agents/support-triage.yaml").replace("maxTokens: 1024", "maxTokens: 2")
+    head = commit(agents_repo, "agents/support-triage.yaml", text, "short replies")
+    run = run_action(agents_repo, tmp_path, pull_request(base, head), test="true",
+                     **{"gateway-url": gateway.url, "gateway-key": gateway.key})
+    assert run.failed is not None and run.failed.returncode == 1
+    assert run.steps[-2] == "Comment on the pull request"
+    assert "::error::reconcile test found a regression" in run.failed.stdout
+    assert (run.outputs["exit-code"], run.outputs["tests-exit-code"]) == ("1", "1")
+    comment = run.comment()
+    plan, _, tests = comment.partition("\n### agent-reconciler tests of the changed agents: ")
+    assert "| `agents/support-triage` | update |" in plan  # one comment: the plan, then the tests
+    assert tests.startswith(f"base {base[:7]} → head {head[:7]}")
+    assert "| `agents/support-triage` | `support-triage/replies-in-german` | pass→fail (**regression**) |" in tests
+    assert "`data/sql-analyst`" not in tests  # an agent the change does not touch is not run
+    assert gateway.key not in comment
+
+
+def test_without_the_test_input_no_test_runs(agents_repo, tmp_path):
+    base, head = model_change(agents_repo)
+    run = run_action(agents_repo, tmp_path, pull_request(base, head))
+    assert run.outputs["tests-exit-code"] == "" and "agent-reconciler tests" not in run.comment()

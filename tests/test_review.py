@@ -199,6 +199,7 @@ def test_a_dry_run_refused_by_max_prune_still_prints_its_plan(kube, repo, run):
     path = repo.working_tree_dir
     assert run("apply", path).exit_code == 0
     commit(repo, "agents/data-team.yaml", None)
+    commit(repo, "tests/data-team.yaml", None)
     commit(repo, "agents/research.yaml", None)
     diff = run("diff", path)
     assert diff.exit_code == 2

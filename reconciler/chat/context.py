@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # Replies cut off before the model finished are shown in the session but never sent back to it.
 CUT_OFF = frozenset({"client_disconnected", "gateway_error"})
@@ -51,3 +52,18 @@ def build(system_prompt: str, history: Sequence[Message], new: Sequence[Message]
     kept.reverse()
     head = [Message("system", system_prompt)] if system_prompt else []
     return [*head, *kept, *new]
+
+
+def request_body(model: str, messages: Sequence[Message], *, agent_temperature: float | None,
+                 agent_max_tokens: int | None, temperature: float | None = None,
+                 max_tokens: int | None = None) -> dict[str, Any]:
+    """The gateway request for an agent: its model; its temperature wins over the caller's, its maxTokens
+    caps the caller's. `reconcile test` sends its cases with this too, so a case meets the model as a chat does."""
+    body: dict[str, Any] = {"model": model, "messages": [m.as_dict() for m in messages]}
+    chosen_temperature = agent_temperature if agent_temperature is not None else temperature
+    if chosen_temperature is not None:
+        body["temperature"] = chosen_temperature
+    limits = [v for v in (agent_max_tokens, max_tokens) if v is not None]
+    if limits:
+        body["max_tokens"] = min(limits)
+    return body

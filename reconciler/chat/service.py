@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import anyio
 from sqlalchemy.exc import SQLAlchemyError
 
-from reconciler.chat.context import Budget, Message
+from reconciler.chat.context import Budget, Message, request_body
 from reconciler.chat.gateway import Gateway, GatewayError, UpstreamStream
 from reconciler.chat.keys import KeyInfo, KeyStore
 from reconciler.chat.sessions import (
@@ -125,14 +125,8 @@ class ChatService:
                      max_tokens: int | None = None) -> dict[str, Any]:
         """The gateway request: the agent's model; its temperature wins, its maxTokens caps the caller's."""
         agent = turn.agent
-        body: dict[str, Any] = {"model": agent.model, "messages": [m.as_dict() for m in turn.messages]}
-        chosen_temperature = agent.temperature if agent.temperature is not None else temperature
-        if chosen_temperature is not None:
-            body["temperature"] = chosen_temperature
-        limits = [v for v in (agent.max_tokens, max_tokens) if v is not None]
-        if limits:
-            body["max_tokens"] = min(limits)
-        return body
+        return request_body(agent.model, turn.messages, agent_temperature=agent.temperature,
+                            agent_max_tokens=agent.max_tokens, temperature=temperature, max_tokens=max_tokens)
 
     async def complete(self, turn: Turn, body: dict[str, Any]) -> Completion:
         started = time.perf_counter()

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
 
 SCHEMA_FILE = "agent.schema.json"
+TEST_SCHEMA_FILE = "agenttest.schema.json"
 
 _TYPE_NAMES = {
     "object": "a mapping",
@@ -26,27 +27,31 @@ _TYPE_NAMES = {
 }
 
 
-def schema_text() -> str:
-    """The schema as shipped, for `reconcile schema` and editors."""
-    return files("reconciler.schemas").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+def schema_text(file: str = SCHEMA_FILE) -> str:
+    """A schema as shipped (the Agent's by default), for `reconcile schema` and editors."""
+    return files("reconciler.schemas").joinpath(file).read_text(encoding="utf-8")
 
 
 @cache
+def load_schema(file: str) -> dict[str, Any]:
+    return json.loads(schema_text(file))
+
+
 def agent_schema() -> dict[str, Any]:
-    return json.loads(schema_text())
+    return load_schema(SCHEMA_FILE)
 
 
 @cache
-def _validator() -> Draft202012Validator:
+def _validator(file: str = SCHEMA_FILE) -> Draft202012Validator:
     from jsonschema import Draft202012Validator
 
-    schema = agent_schema()
+    schema = load_schema(file)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
 
 
 @cache
-def _fast_check() -> Callable[[Any], bool]:
+def _fast_check(file: str = SCHEMA_FILE) -> Callable[[Any], bool]:
     """A compiled validator for the common case, a valid document (~100x faster).
 
     Errors are then explained by the reference implementation, whose error
@@ -55,8 +60,8 @@ def _fast_check() -> Callable[[Any], bool]:
     try:
         import jsonschema_rs
     except ImportError:  # platform without a wheel: correct, only slower
-        return _validator().is_valid
-    return jsonschema_rs.validator_for(agent_schema()).is_valid
+        return _validator(file).is_valid
+    return jsonschema_rs.validator_for(load_schema(file)).is_valid
 
 
 @cache
@@ -113,6 +118,14 @@ def schema_errors(document: Any) -> Iterator[tuple[list[str | int], str, str]]:
         yield from _explain(error)
 
 
+def test_schema_errors(document: dict[str, Any]) -> Iterator[tuple[list[str | int], str, str]]:
+    """Yield (path, message, hint) for every error of an AgentTest document against its schema."""
+    if _fast_check(TEST_SCHEMA_FILE)(document):
+        return
+    for error in sorted(_validator(TEST_SCHEMA_FILE).iter_errors(document), key=_order):
+        yield from _explain(error, TEST_SCHEMA_FILE)
+
+
 def meant_as_agent(document: dict[str, Any]) -> bool:
     """Whether a document with a wrong kind or apiVersion is still an Agent by intent."""
     if "kind" in document:
@@ -144,7 +157,7 @@ def _order(error: ValidationError) -> tuple[str, ...]:
     return tuple(str(p) for p in error.absolute_path)
 
 
-def _explain(error: ValidationError) -> Iterator[tuple[list[str | int], str, str]]:
+def _explain(error: ValidationError, file: str = SCHEMA_FILE) -> Iterator[tuple[list[str | int], str, str]]:
     path = list(error.absolute_path)
     kind = error.validator
     schema = error.schema if isinstance(error.schema, dict) else {}
@@ -152,7 +165,7 @@ def _explain(error: ValidationError) -> Iterator[tuple[list[str | int], str, str
     if kind == "additionalProperties":
         allowed = sorted(schema.get("properties", {}))
         for key in sorted(set(value) - set(allowed)) if isinstance(value, dict) else []:
-            yield [*path, key], f'unknown field "{key}"', _unknown_field_hint(key, path, allowed)
+            yield [*path, key], f'unknown field "{key}"', _unknown_field_hint(key, path, allowed, file)
         return
     if kind == "required":
         for name in error.validator_value:
@@ -196,9 +209,9 @@ def _explain(error: ValidationError) -> Iterator[tuple[list[str | int], str, str
 ITEM = "[]"  # a list's items in a schema path
 
 
-def _unknown_field_hint(key: str, path: list[str | int], allowed: list[str]) -> str:
+def _unknown_field_hint(key: str, path: list[str | int], allowed: list[str], file: str = SCHEMA_FILE) -> str:
     """Where a field of this name belongs (a mis-indented line), else the nearest spelling here."""
-    places = belongs_under(key, path)
+    places = belongs_under(key, path, file)
     if places:
         shown = " or ".join(f"under {_dotted(p)}" if p else "at the top level" for p in places)
         return f"it belongs {shown}: move it there"
@@ -208,13 +221,13 @@ def _unknown_field_hint(key: str, path: list[str | int], allowed: list[str]) -> 
     return f"allowed here: {', '.join(allowed)}" if allowed else "remove it"
 
 
-def belongs_under(key: str, path: list[str | int]) -> list[list[str | int]]:
+def belongs_under(key: str, path: list[str | int], file: str = SCHEMA_FILE) -> list[list[str | int]]:
     """The mappings nearest to `path` (fewest steps up and down the document) that have a field `key`.
 
     Indexes of `path` are kept where a place is below the same list item.
     """
     found: list[tuple[int, list[str | int]]] = []
-    for parent in _field_parents().get(key, ()):
+    for parent in _field_parents(file).get(key, ()):
         common = 0
         while common < min(len(path), len(parent)) and (
                 parent[common] == path[common] or (parent[common] == ITEM and isinstance(path[common], int))):
@@ -241,9 +254,9 @@ def _dotted(path: list[str | int]) -> str:
 
 
 @cache
-def _field_parents() -> dict[str, tuple[tuple[str, ...], ...]]:
+def _field_parents(file: str = SCHEMA_FILE) -> dict[str, tuple[tuple[str, ...], ...]]:
     """Field name -> the schema paths of every mapping that declares it (ITEM for a list's items)."""
-    schema = agent_schema()
+    schema = load_schema(file)
     parents: dict[str, list[tuple[str, ...]]] = {}
 
     def walk(node: Any, at: tuple[str, ...], refs: frozenset[str]) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from reconciler.agent_config import CONFIG_MAP_LIMIT, config_data, config_size, spec_dict
 from reconciler.errors import FileRefError, Problem
 from reconciler.spec.load import Document, LoadLimits, load_file, pointer_from_path
+from reconciler.spec.agent_test import AgentTest, cross_check, is_agent_test, parse_agent_test
 from reconciler.spec.model import AgentSpec, Origin, agent_from_document
 from reconciler.spec.rules import CREDENTIAL_HINT, check_agent, find_credential
 from reconciler.spec.schema import schema_errors
@@ -35,6 +36,9 @@ class SpecText:
     blob_id: str | None = None
 
 
+# A document of the source, validated: an Agent or an AgentTest.
+Parsed = AgentSpec | AgentTest
+
 @dataclass
 class ParseCache:
     """Parsed files kept between runs (the watch loop), keyed by path and blob id.
@@ -43,7 +47,7 @@ class ParseCache:
     result depends on nothing but their bytes and the settings in the key.
     """
 
-    entries: dict[tuple[Any, ...], tuple[list[tuple[AgentSpec, Document]], int]] = field(default_factory=dict)
+    entries: dict[tuple[Any, ...], tuple[list[tuple[Parsed, Document]], int]] = field(default_factory=dict)
     hits: int = 0
     misses: int = 0
 
@@ -58,6 +62,7 @@ class ParsedRevision:
     agents: tuple[AgentSpec, ...]
     problems: tuple[Problem, ...]
     documents: int
+    tests: tuple[AgentTest, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -68,10 +73,10 @@ def parse_revision(files: Sequence[SpecInput], *, read_file: FileReader, display
                    default_namespace: str, limits: LoadLimits = LoadLimits(),
                    cache: ParseCache | None = None) -> ParsedRevision:
     """Load, schema-check and rule-check every document; collect all problems, not just the first."""
-    parsed: list[tuple[AgentSpec, Document]] = []
+    parsed: list[tuple[Parsed, Document]] = []
     problems: list[Problem] = []
     documents = 0
-    kept: dict[tuple[Any, ...], tuple[list[tuple[AgentSpec, Document]], int]] = {}
+    kept: dict[tuple[Any, ...], tuple[list[tuple[Parsed, Document]], int]] = {}
     for spec in files:
         path, shown = spec.path, display(spec.path)
         key = (path, spec.blob_id, shown, default_namespace, limits)
@@ -83,9 +88,13 @@ def parse_revision(files: Sequence[SpecInput], *, read_file: FileReader, display
             continue
         docs, load_problems = load_file(shown, spec.data, limits)
         file_problems = list(load_problems)
-        file_agents = []
+        file_agents: list[tuple[Parsed, Document]] = []
         for doc in docs:
-            agent, found = _parse_document(doc, path, read_file=read_file, default_namespace=default_namespace)
+            agent: Parsed | None
+            if is_agent_test(doc.data):
+                agent, found = parse_agent_test(doc, path, default_namespace=default_namespace)
+            else:
+                agent, found = _parse_document(doc, path, read_file=read_file, default_namespace=default_namespace)
             file_problems.extend(found)
             if agent is not None:
                 file_agents.append((agent, doc))
@@ -95,13 +104,17 @@ def parse_revision(files: Sequence[SpecInput], *, read_file: FileReader, display
         if cache is not None:
             cache.misses += 1
             if spec.blob_id is not None and not file_problems and not any(
-                    a.system_prompt_file for a, _ in file_agents):
+                    isinstance(a, AgentSpec) and a.system_prompt_file for a, _ in file_agents):
                 kept[key] = (file_agents, len(docs))
     if cache is not None:
         cache.entries = kept  # only this revision's files: the cache never outgrows the source
-    problems.extend(_duplicates(parsed))
-    agents = sorted((agent for agent, _ in parsed), key=lambda a: (a.namespace, a.name))
-    return ParsedRevision(tuple(agents), tuple(sorted(set(problems))), documents)
+    declared = [(a, doc) for a, doc in parsed if isinstance(a, AgentSpec)]
+    tests = [(t, doc) for t, doc in parsed if isinstance(t, AgentTest)]
+    problems.extend(_duplicates(declared))
+    problems.extend(cross_check(tests, {a.key for a, _ in declared}))
+    agents = sorted((agent for agent, _ in declared), key=lambda a: (a.namespace, a.name))
+    ordered = sorted((test for test, _ in tests), key=lambda t: (t.namespace, t.name))
+    return ParsedRevision(tuple(agents), tuple(sorted(set(problems))), documents, tuple(ordered))
 
 
 def _parse_document(doc: Document, path: str, *, read_file: FileReader,

@@ -171,3 +171,20 @@ class ChatMessage(Base):
     # stop | length | ... from the model; client_disconnected or gateway_error for a cut-off reply.
     finish_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AgentTestRun(Base):
+    """The smoke cases of one agent, run after a sync that changed it: how many passed and failed, at which
+    revision, and the failing cases with their reasons."""
+
+    __tablename__ = "agent_test_runs"
+    __table_args__ = (Index("ix_agent_test_runs_agent", "source", "namespace", "name", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(63))
+    namespace: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(63))
+    revision: Mapped[str | None] = mapped_column(String(64))
+    passed: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    failures: Mapped[list[dict[str, Any]]] = mapped_column(Json)  # [{"test", "case", "reasons"}]
+    finished_at: Mapped[datetime] = mapped_column(UtcDateTime)
