@@ -61,9 +61,9 @@ def run_tests(path: str, agents: tuple[str, ...], cases: tuple[str, ...], concur
     Exit code 0: every case passed; 1: some failed (with --base: a regression, or a new case that fails);
     2: invalid specs or options, or the gateway cannot be reached.
     """
+    from reconciler.agent_test_compare import compare, runs_at_both
     from reconciler.agent_testing import SelectionError, run_cases, select
     from reconciler.gateway_models import fetch_catalog
-    from reconciler.agent_test_compare import compare, runs_at_both
 
     settings = settings_from(path, options)
     if head is not None and base is None:

@@ -6,8 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler.agent_testing import CaseResult
 from reconciler.agent_test_compare import ARROWS, CaseComparison
+from reconciler.agent_testing import CaseResult
 
 REPORT_API_VERSION = "agent-reconciler/v1alpha1"
 MARKDOWN_REPLY = 200  # characters of a failing case's reply shown in Markdown

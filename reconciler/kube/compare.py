@@ -8,64 +8,9 @@ no-op reconcile writes nothing and a diff shows only real differences.
 from __future__ import annotations
 
 import base64
-import functools
 from typing import Any
 
-import orjson
-
 from reconciler.render import fingerprint
-
-Path = tuple[str, ...]
-IDENTITY = {("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace")}
-
-
-def leaf_paths(value: Any, prefix: Path = ()) -> set[Path]:
-    """Paths to every leaf; lists are leaves (compared whole, like an atomic list)."""
-    if isinstance(value, dict) and value:
-        paths: set[Path] = set()
-        for key, item in value.items():
-            paths |= leaf_paths(item, (*prefix, key))
-        return paths
-    return {prefix} if prefix else set()
-
-
-def owned_paths(live: dict[str, Any], manager: str) -> set[Path]:
-    """Fields `manager` holds by Apply, from managedFields (fieldsV1, keys 'f:name')."""
-    paths: set[Path] = set()
-    for entry in live.get("metadata", {}).get("managedFields") or []:
-        if entry.get("manager") == manager and entry.get("operation") == "Apply":
-            # Objects rendered alike own alike fields: the walk is done once per shape.
-            paths |= _paths_of(orjson.dumps(entry.get("fieldsV1") or {}))
-    return paths
-
-
-@functools.lru_cache(maxsize=4096)
-def _paths_of(fields: bytes) -> frozenset[Path]:
-    paths: set[Path] = set()
-    _walk_fields(orjson.loads(fields), (), paths)
-    return frozenset(paths)
-
-
-def _walk_fields(node: dict[str, Any], prefix: Path, out: set[Path]) -> None:
-    children = {k: v for k, v in node.items() if k.startswith("f:")}
-    if not children and prefix:
-        out.add(prefix)
-    for key, child in children.items():
-        # Keyed list items (k:, v:) sit below a list we compare whole: stop at the list.
-        if any(k.startswith(("k:", "v:", "i:")) for k in child):
-            out.add((*prefix, key[2:]))
-            continue
-        _walk_fields(child, (*prefix, key[2:]), out)
-
-
-def project(live: dict[str, Any], paths: set[Path]) -> dict[str, Any]:
-    """`live` reduced to `paths` (and identity); absent paths stay absent."""
-    result: dict[str, Any] = {}
-    for path in sorted(paths | IDENTITY):
-        value = _get(live, path)
-        if value is not _MISSING:
-            _put(result, path, value)
-    return result
 
 
 def live_record(live: dict[str, Any], desired_record: dict[str, Any] | None, *, manager: str,
@@ -74,13 +19,65 @@ def live_record(live: dict[str, Any], desired_record: dict[str, Any] | None, *, 
 
     Secret values become fingerprints with the same salt the desired side used.
     """
-    paths = owned_paths(live, manager)
-    if desired_record is not None:
-        paths |= leaf_paths(desired_record)
-    record = project(live, paths)
+    owned: dict[str, Any] = {}
+    for entry in live.get("metadata", {}).get("managedFields") or []:
+        if entry.get("manager") == manager and entry.get("operation") == "Apply":
+            owned = _merged(owned, entry.get("fieldsV1") or {})
+    record = _projected(live, desired_record, owned, top=True)
     if live.get("kind") == "Secret" and isinstance(record.get("data"), dict):
         record["data"] = {k: fingerprint(salt, k, _decode(v)) for k, v in record["data"].items()}
-    return _ordered_like(record, desired_record)
+    return record
+
+
+def _merged(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two fieldsV1 trees as one (a manager rarely has two Apply entries, one per API version)."""
+    if not a:
+        return b
+    merged = dict(a)
+    for key, value in b.items():
+        merged[key] = _merged(merged[key], value) if isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def _projected(live: dict[str, Any], desired: Any, owned: dict[str, Any] | None, *,
+               top: bool = False) -> dict[str, Any]:
+    """`live` reduced to the leaves of `desired` and of `owned` (a fieldsV1 node), and at the top to the
+    object's identity; keys in the desired object's order, so that a diff lines up. Values are the live
+    ones themselves, not copies: records are read, never changed in place."""
+    result: dict[str, Any] = {}
+    wanted = desired if isinstance(desired, dict) else {}
+    keys = list(wanted)
+    if owned:
+        keys += [k[2:] for k in owned if k.startswith("f:") and k[2:] not in wanted]
+    if top:
+        keys += [k for k in ("apiVersion", "kind", "metadata") if k not in keys]
+    for key in keys:
+        if key not in live:
+            continue
+        value = live[key]
+        fields = owned.get(f"f:{key}") if owned else None
+        if key in wanted and not (isinstance(wanted[key], dict) and wanted[key]):
+            result[key] = value  # a leaf of the desired object: taken whole
+        elif fields is not None and _owned_leaf(fields):
+            result[key] = value
+        elif top and key == "metadata" and isinstance(value, dict):
+            inner = _projected(value, wanted.get(key), fields)
+            for name in ("name", "namespace"):
+                if name in value and name not in inner:
+                    inner[name] = value[name]
+            result[key] = inner
+        elif top and key in ("apiVersion", "kind"):
+            result[key] = value
+        elif isinstance(value, dict) and (key in wanted or fields is not None):
+            inner = _projected(value, wanted.get(key), fields)
+            if inner:
+                result[key] = inner
+    return result
+
+
+def _owned_leaf(node: dict[str, Any]) -> bool:
+    """A fieldsV1 node owned whole: no field below it, or a list (its keyed items: the list compared whole)."""
+    return not any(k.startswith("f:") for k in node) or any(k.startswith(("k:", "v:", "i:")) for k in node)
 
 
 def _decode(value: str) -> str:
@@ -88,40 +85,3 @@ def _decode(value: str) -> str:
         return base64.b64decode(value).decode("utf-8", "replace")
     except (ValueError, TypeError):
         return value
-
-
-def _ordered_like(record: dict[str, Any], template: dict[str, Any] | None) -> dict[str, Any]:
-    """Keys in the desired object's order, so that a diff lines up."""
-    if not isinstance(template, dict):
-        return record
-    ordered: dict[str, Any] = {}
-    for key in template:
-        if key in record:
-            value = record[key]
-            ordered[key] = _ordered_like(value, template[key]) if isinstance(value, dict) else value
-    for key, value in record.items():
-        ordered.setdefault(key, value)
-    return ordered
-
-
-class _Missing:
-    pass
-
-
-_MISSING = _Missing()
-
-
-def _get(value: Any, path: Path) -> Any:
-    # The value itself, not a copy: records are read, never changed in place (each step that
-    # changes one builds new dicts), and copying every leaf of thousands of objects cost half a second.
-    for key in path:
-        if not isinstance(value, dict) or key not in value:
-            return _MISSING
-        value = value[key]
-    return value
-
-
-def _put(target: dict[str, Any], path: Path, value: Any) -> None:
-    for key in path[:-1]:
-        target = target.setdefault(key, {})
-    target[path[-1]] = value

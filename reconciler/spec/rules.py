@@ -84,8 +84,8 @@ def _reserved_keys(meta: dict[str, Any]) -> Iterator[Finding]:
     for field in ("labels", "annotations"):
         for key in meta.get(field, {}):
             if key in RESERVED_KEYS or key.startswith(RESERVED_KEY_PREFIXES):
-                yield Finding(pointer_join(f"/metadata/{field}", key), f'{field[:-1]} key "{key}" is set by the reconciler',
-                              "choose another key")
+                yield Finding(pointer_join(f"/metadata/{field}", key),
+                              f'{field[:-1]} key "{key}" is set by the reconciler', "choose another key")
 
 
 def _env(env: list[dict[str, Any]]) -> Iterator[Finding]:

@@ -7,8 +7,8 @@ from typing import Any, Protocol
 
 from reconciler.agent_config import CONFIG_MAP_LIMIT, config_data, config_size, spec_dict
 from reconciler.errors import FileRefError, Problem
-from reconciler.spec.load import Document, LoadLimits, load_file, pointer_from_path
 from reconciler.spec.agent_test import AgentTest, cross_check, is_agent_test, parse_agent_test
+from reconciler.spec.load import Document, LoadLimits, load_file, pointer_from_path
 from reconciler.spec.model import AgentSpec, Origin, agent_from_document
 from reconciler.spec.rules import CREDENTIAL_HINT, check_agent, find_credential
 from reconciler.spec.schema import schema_errors
