@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,6 +39,11 @@ spec:
   sandbox: {{mode: {mode}}}
   chat: {{enabled: true, temperature: 0.2}}
 """
+
+
+def rss_mib() -> float:
+    """This process's resident memory now (Linux)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def main() -> None:
@@ -87,23 +93,26 @@ def main() -> None:
                     time.sleep(0.002)
                 figures.append(time.perf_counter() - arrived)
             print("one agent changed: webhook -> live " + ", ".join(f"{f:.2f}s" for f in figures)
-                  + " (goal <= 1 s)")
+                  + (" (goal <= 1 s)" if count <= 1_000 else " (goal <= 1.5 s at 10,000 agents)"))
             # No-op rounds, run here once the loop has stopped (its cache goes on): what do they cost?
             loop.stop.set()
             loop.wake.set()
             thread.join(10)
             mirror = GitMirror(loop.repo, loop.cache)
-            before = len(fake.requests) if fake is not None else None
+            before = Counter(cluster.api.requests)
             rounds = []
             for _ in range(3):
                 round_started = time.perf_counter()
                 loop._reconcile(mirror.path, head)
+                loop._settle_heap()
                 rounds.append(time.perf_counter() - round_started)
-            line = "a no-op round: " + ", ".join(f"{r:.2f}s" for r in rounds)
-            if fake is not None:
-                asked = [r for r in fake.requests[before:] if "watch=true" not in r[2]]
-                line += f"; {len(asked)} request(s) beyond the watches {sorted({(m, p) for m, p, _ in asked})}"
-            print(line)
+            asked = Counter(cluster.api.requests)
+            asked.subtract(before)
+            beyond = {verb: n for verb, n in asked.items() if n and verb != "WATCH"}
+            print("a no-op round: " + ", ".join(f"{r:.2f}s" for r in rounds)
+                  + f"; requests beyond the watches: {beyond or 'none'}")
+            if fake is None:  # with the fake API server in this process, its memory would count too
+                print(f"the watcher holds {rss_mib():.0f} MiB (goal <= 400 MiB at 10,000 agents)")
         finally:
             loop.shutdown()
             thread.join(10)

@@ -22,14 +22,16 @@ from reconciler.render import AGENT_LABEL, PRUNE_ANNOTATION, DesiredObject, Obje
 
 
 def sync_cluster(cluster: Cluster, plan: Plan, live: dict[ObjectKey, dict[str, Any]], settings: Settings, *,
-                 dry_run: bool, on_progress: Callable[[int, int], None] | None = None) -> tuple[Plan, ApplyResult]:
+                 dry_run: bool, on_progress: Callable[[int, int], None] | None = None,
+                 on_written: Callable[[dict[str, Any]], None] | None = None) -> tuple[Plan, ApplyResult]:
     """Adoption check, namespaces, then the plan's writes (dryRun=All with dry_run)."""
     plan = guard_adoption(cluster, plan, adopt=settings.adopt, concurrency=settings.concurrency)
     namespaces = {c.key.namespace for c in plan.pending if c.action != "delete"}
     if settings.create_namespaces and namespaces:
         ensure_namespaces(cluster, namespaces, dry_run=dry_run)
     applied = apply_plan(cluster, plan, live=live, force_conflicts=settings.force_conflicts, adopt=settings.adopt,
-                         dry_run=dry_run, concurrency=settings.concurrency, on_progress=on_progress)
+                         dry_run=dry_run, concurrency=settings.concurrency, on_progress=on_progress,
+                         on_written=on_written)
     return plan, applied
 
 

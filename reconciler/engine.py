@@ -63,7 +63,8 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
               on_read: Callable[[Revision], None] | None = None, cluster: Cluster | None = None,
               cache: ParseCache | None = None, memo: RenderMemo | None = None,
               live: dict[ObjectKey, dict[str, Any]] | None = None, projections: Any = None,
-              on_progress: Callable[[int, int], None] | None = None) -> Outcome:
+              on_progress: Callable[[int, int], None] | None = None,
+              on_written: Callable[[dict[str, Any]], None] | None = None) -> Outcome:
     """Make the cluster (or, without one, the recorded state) equal the revision; with dry_run only
     say how it differs. The database records the revision only when the cluster side succeeded.
 
@@ -71,7 +72,8 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
     `on_read` sees the validated revision before anything is planned (for progress), `on_progress`
     (done, total) each object applied (without a cluster, once: the state is one transaction).
     `live` is the cluster's objects from a live cache (kube.cache); without it they are listed.
-    `projections` (a cluster_sync.ProjectionMemo) keeps their record forms between rounds.
+    `projections` (a cluster_sync.ProjectionMemo) keeps their record forms between rounds, and
+    `on_written` takes each object the server answered a write with, as it comes (the live cache).
     """
     sync = None
     reading = None
@@ -106,7 +108,7 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
     applied = None
     if sync:
         plan, applied = sync.sync_cluster(cluster, plan, live or {}, settings, dry_run=dry_run,
-                                          on_progress=on_progress)
+                                          on_progress=on_progress, on_written=on_written)
         if not applied.ok and not dry_run:
             record_failure(revision=revision.id, errors=[str(f) for f in applied.failures])
             raise ClusterApplyFailed(Outcome(revision, plan, tuple(desired), cluster=applied))

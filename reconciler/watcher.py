@@ -204,7 +204,8 @@ class Watcher:
         try:
             outcome = reconcile(settings, dry_run=False, trigger="watch", cluster=self.cluster,
                                 cache=self.parse_cache, memo=self.render_memo, live=live,
-                                projections=self.projections if live is not None else None)
+                                projections=self.projections if live is not None else None,
+                                on_written=cache.record if cache is not None else None)
         except SourceSuspended as error:
             # Not an attempt: the head is tried again at the first round after `reconcile resume`.
             self.state.attempted, self.state.last_error = previous, str(error)

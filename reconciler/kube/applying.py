@@ -55,12 +55,15 @@ class ApplyResult:
 def apply_plan(cluster: Cluster, plan: Plan, *, live: Mapping[ObjectKey, dict[str, Any]],
                force_conflicts: bool = False, heal_drift: bool = True, adopt: bool = False,
                dry_run: bool = False, concurrency: int = 4,
-               on_progress: Callable[[int, int], None] | None = None) -> ApplyResult:
+               on_progress: Callable[[int, int], None] | None = None,
+               on_written: Callable[[dict[str, Any]], None] | None = None) -> ApplyResult:
     """Apply `plan.pending`; with dry_run the server checks every write (dryRun=All) and keeps nothing.
 
     Objects of one stage (one kind rank, creates and updates or deletes) go out `concurrency` at a
     time; a stage starts when the one before it has finished. `on_progress(done, total)` is called
-    (on the calling thread) after each object, failed or skipped ones included.
+    (on the calling thread) after each object, failed or skipped ones included. `on_written` takes each
+    answer as it comes (from the applying threads), instead of `written`: a live cache then keeps one copy
+    of a large first sync, not the answers and the watch's echoes of them side by side.
     """
     result = ApplyResult()
     failed_agents: set[str] = set()
@@ -84,7 +87,11 @@ def apply_plan(cluster: Cluster, plan: Plan, *, live: Mapping[ObjectKey, dict[st
                 force = force_conflicts or (adopt and change.action == "create") or (
                     heal_drift and _only_hand_edits(live.get(change.key)))
                 answer = _apply(cluster, change, force=force, dry_run=dry_run)
-                if not dry_run:
+                if dry_run:
+                    pass
+                elif on_written is not None:
+                    on_written(answer)
+                else:
                     result.written.append(answer)
         except ApiException as error:
             return ObjectFailure(change.key, change.origin, error.status or 0, server_message(error))
