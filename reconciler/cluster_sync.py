@@ -86,6 +86,14 @@ class ProjectionMemo:
 
     entries: dict[ObjectKey, tuple[dict[str, Any], dict[str, Any] | None, str, RecordedObject]] = field(
         default_factory=dict)
+    # The salt and desired objects of the last round, to project ahead what that round wrote.
+    last: tuple[str, list[DesiredObject]] | None = None
+
+    def warm(self, live: dict[ObjectKey, dict[str, Any]]) -> None:
+        """Project now what changed since the last round (its own writes): after a first sync that is every
+        object, work the next round, the one a push waits for, would otherwise do."""
+        if self.last is not None:
+            live_state(live, self.last[1], salt=self.last[0], memo=self)
 
 
 def live_state(live: dict[ObjectKey, dict[str, Any]], desired: list[DesiredObject], *,
@@ -113,7 +121,7 @@ def live_state(live: dict[ObjectKey, dict[str, Any]], desired: list[DesiredObjec
         kept[key] = (obj, target_record, salt, found)
         recorded.append(found)
     if memo is not None:
-        memo.entries = kept
+        memo.entries, memo.last = kept, (salt, desired)
     return recorded
 
 

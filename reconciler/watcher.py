@@ -226,6 +226,8 @@ class Watcher:
                       extra={"revision": head, "errors": details(error)})
             return
         self._remember(outcome.cluster)
+        if cache is not None and live is not None:
+            self.projections.warm(cache.snapshot())
         self.metrics.reconciled(settings.source_name, time.monotonic() - started, "succeeded", outcome.plan, head)
         self.state.applied, self.state.last_error = head, None
         log_agent_changes(outcome.plan, head)
