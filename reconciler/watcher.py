@@ -27,6 +27,7 @@ from reconciler.render import ObjectKey, RenderMemo, managed_kinds
 from reconciler.source.mirror import GitCredentials, GitMirror
 from reconciler.spec.validate import ParseCache
 from reconciler.store.embedded import database_url, open_state
+from reconciler.watch_health import RoundHealth
 
 if TYPE_CHECKING:
     from reconciler.kube.applying import ApplyResult
@@ -66,6 +67,7 @@ class WatchState:
     last_error: str | None = None
     runs: int = 0
     last_sync: float | None = None  # monotonic time of the last reconcile
+    plan: Plan | None = None  # of the last revision applied
 
 
 @dataclass
@@ -93,6 +95,11 @@ class Watcher:
     # Set when the cluster changed under us: the next round reconciles even if the head did not move.
     changed: threading.Event = dataclasses.field(default_factory=threading.Event)
     projections: ProjectionMemo = dataclasses.field(default_factory=ProjectionMemo)
+    # Each agent's readiness and drift, written to the state after every round.
+    health: RoundHealth = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.health = RoundHealth(self.settings, self.cluster)
 
     def shutdown(self) -> None:
         self.stop.set()
@@ -135,6 +142,7 @@ class Watcher:
                         or time.monotonic() - last >= self.resync):
                     self._reconcile(mirror.path, head)
                     self.state.last_sync = time.monotonic()
+                self.health.record(self.state.plan, self.live_cache)
                 failures = 0
             except ReconcilerError as error:
                 failures += 1
@@ -199,7 +207,7 @@ class Watcher:
             return
         self._remember(outcome.cluster)
         self.metrics.reconciled(settings.source_name, time.monotonic() - started, "succeeded", outcome.plan, head)
-        self.state.applied, self.state.last_error = head, None
+        self.state.applied, self.state.last_error, self.state.plan = head, None, outcome.plan
         log_agent_changes(outcome.plan, head)
         counts = applied_counts(outcome.plan)
         log.info("revision %s applied: %s", head[:12], in_words(counts),
