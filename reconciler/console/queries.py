@@ -91,7 +91,8 @@ class ConsoleQueries:
         with self.engine.connect() as connection:
             rows = connection.execute(select(Agent.__table__).where(Agent.status == "synced")
                                       .order_by(Agent.namespace, Agent.name)).all()
-            last_ids = dict(connection.execute(select(RUNS.c.source, func.max(RUNS.c.id)).group_by(RUNS.c.source)).tuples().all())
+            last_ids = {source: run_id for source, run_id in connection.execute(
+                select(RUNS.c.source, func.max(RUNS.c.id)).group_by(RUNS.c.source))}
             runs = {r.source: _run(r) for r in connection.execute(
                 select(RUNS).where(RUNS.c.id.in_(list(last_ids.values()))))} if last_ids else {}
         seen = statuses(self.engine)
