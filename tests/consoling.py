@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from databases import database
 from factories import git_repo
 from fakekube import FakeKube
+from fakellm import FakeModelServer
 from litellm_gateway import LiteLLMGateway
 from watching import push
 
@@ -71,6 +72,7 @@ class Site:
     keys: dict[str, str]  # name -> key: "all" (every namespace), "support" (only support)
     gateway_key: str
     runs: dict[str, int]  # "first", "prompt" (triage's prompt and model changed), "broken" (invalid revision)
+    upstream: FakeModelServer
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, follow_redirects=False)
@@ -123,7 +125,7 @@ def record_runs(root: Path, kube: FakeKube, database_url: str) -> dict[str, int]
 
 
 @pytest.fixture(scope="module")
-def site(gateway: LiteLLMGateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(gateway: LiteLLMGateway, upstream: FakeModelServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("console")
     with FakeKube() as kube, database("postgresql", root) as database_url:
         assert CliRunner().invoke(main, ["migrate", "--database", database_url]).exit_code == 0
@@ -134,7 +136,7 @@ def site(gateway: LiteLLMGateway, tmp_path_factory: pytest.TempPathFactory) -> I
         app = create_app(engine, gateway.url, gateway.key, gateway_timeout=30.0,
                          console=ConsoleOptions(source_url=SOURCE_URL, refresh_seconds=2))
         with Served(app) as served:
-            yield Site(f"http://127.0.0.1:{served.port}", database_url, keys, gateway.key, runs)
+            yield Site(f"http://127.0.0.1:{served.port}", database_url, keys, gateway.key, runs, upstream)
         engine.dispose()
 
 

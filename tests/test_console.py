@@ -106,6 +106,10 @@ def test_a_run_page_shows_agent_changes_first_and_a_failed_runs_errors_with_file
     with site.signed_in() as client:
         runs = client.get("/ui/syncs")
         assert len(rows(runs.text, "run-row")) == 3
+        listed = [text(r) for r in re.findall(r'data-testid="run-row">(.*?)</tr>', runs.text, re.S)]
+        assert "#2" in listed[1] and "succeeded" in listed[1] and "+0 ~3 -0 =5" in listed[1], listed
+        assert "#3" in listed[0] and "failed" in listed[0] and "1 error(s)" in listed[0], listed
+        assert "0 created, 3 updated, 0 deleted, 5 unchanged" in text(client.get("/ui/syncs/2").text)
         changed = client.get(f"/ui/syncs/{site.runs['prompt']}").text
         agents = re.findall(r'data-testid="agent-change">(.*?)</article>', changed, re.S)
         assert [re.search(r"(update|create|delete) agent (\S+)", text(a)).groups() for a in agents] == [
