@@ -244,6 +244,10 @@ class FolderWatcher:
     cluster: Cluster | None = None
     state: WatchState = dataclasses.field(default_factory=WatchState)
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    health: RoundHealth = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.health = RoundHealth(self.settings, self.cluster)
 
     def run(self) -> None:
         from watchfiles import watch  # imported here: only this mode needs it
@@ -266,6 +270,7 @@ class FolderWatcher:
             return
         self.state.last_error = None
         self.state.applied = str(self.state.runs)
+        self.health.record(outcome.plan, None)
         log_agent_changes(outcome.plan, None)
         counts = applied_counts(outcome.plan)
         log.info("folder %s applied: %s", self.folder, in_words(counts),

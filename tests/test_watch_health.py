@@ -17,7 +17,7 @@ from reconciler.config import Settings
 from reconciler.kube.client import connect as connect_cluster
 from reconciler.store.embedded import connect
 from reconciler.store.observed import statuses
-from reconciler.watcher import Watcher
+from reconciler.watcher import FolderWatcher, Watcher
 
 SANDBOXES = ("agents.x-k8s.io", "sandboxes")
 POOLS = ("extensions.agents.x-k8s.io", "sandboxwarmpools")
@@ -96,3 +96,13 @@ def test_without_a_cluster_readiness_and_drift_are_recorded_as_unknown(tmp_path,
         ("agents", "a"): (None, "no cluster configured", None)}
     report = status_report(str(tmp_path / "state.db"))
     assert (report["agents/a"]["ready"], report["agents/a"]["drift"]) == (None, None)
+
+
+def test_the_folder_watch_records_them_too(tmp_path):
+    folder = tmp_path / "agents"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(agent_yaml("a"))
+    loop = FolderWatcher(folder, Settings(database=str(tmp_path / "state.db"), environ={}))
+    loop._reconcile()
+    recorded = statuses(connect(f"sqlite:///{tmp_path / 'state.db'}"))
+    assert {k: (v.ready, v.drift) for k, v in recorded.items()} == {("agents", "a"): (None, None)}

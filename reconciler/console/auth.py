@@ -5,12 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import anyio
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from reconciler.chat.keys import KeyInfo
 from reconciler.chat.service import ChatError, ChatService
-from reconciler.console.cookies import COOKIE, CSRF_FIELD, CSRF_HEADER, ConsoleSession, CookieSigner, same_token
+from reconciler.console.cookies import (
+    COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    ConsoleSession,
+    CookieSigner,
+    cookie_secret,
+    same_token,
+)
 
 
 @dataclass(frozen=True)
@@ -34,14 +45,31 @@ class BadCsrf(Exception):
 
 
 class Auth:
-    def __init__(self, signer: CookieSigner, service: Callable[[], ChatService]) -> None:
-        self.signer, self.service = signer, service
+    def __init__(self, engine: Engine, service: Callable[[], ChatService]) -> None:
+        self.engine, self.service = engine, service
+        self._signer: CookieSigner | None = None
+
+    async def ready(self) -> None:
+        """Read (or make) the signing secret once, at the first request: building the app touches no database."""
+        if self._signer is None:
+            try:
+                secret = await anyio.to_thread.run_sync(cookie_secret, self.engine)
+            except SQLAlchemyError as error:
+                raise ChatError(503, f"the state database is unavailable ({error.__class__.__name__}); try again",
+                                "service_unavailable") from None
+            self._signer = CookieSigner(secret)
+
+    @property
+    def signer(self) -> CookieSigner:
+        assert self._signer is not None, "Auth.ready() comes first"
+        return self._signer
 
     def session(self, request: Request) -> ConsoleSession | None:
         return self.signer.load(request.cookies.get(COOKIE))
 
     async def visitor(self, request: Request) -> Visitor:
         """The signed-in person; NotSignedIn when there is none, or the key is unknown or revoked now."""
+        await self.ready()
         session = self.session(request)
         if session is None or session.key is None:
             raise NotSignedIn

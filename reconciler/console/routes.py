@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import anyio
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -21,7 +22,6 @@ from starlette.staticfiles import StaticFiles
 from reconciler.chat.service import ChatError, ChatService
 from reconciler.console import chat_pages
 from reconciler.console.auth import Auth, BadCsrf, NotSignedIn, Visitor
-from reconciler.console.cookies import CookieSigner, cookie_secret
 from reconciler.console.queries import AgentFilter, ConsoleQueries, prompt_and_definition
 from reconciler.console.web import STATIC, Pages, SecurityHeaders, form
 
@@ -39,7 +39,7 @@ class ConsoleOptions:
 class Console:
     def __init__(self, engine: Engine, service: Callable[[], ChatService], options: ConsoleOptions) -> None:
         self.queries, self.options, self.pages = ConsoleQueries(engine), options, Pages()
-        self.auth = Auth(CookieSigner(cookie_secret(engine)), service)
+        self.auth = Auth(engine, service)
         self.service = service
 
     async def db(self, call: Callable[..., T], *args: Any) -> T:
@@ -66,6 +66,7 @@ class Console:
     # Sign-in and sign-out.
 
     async def sign_in_page(self, request: Request) -> Response:
+        await self.auth.ready()
         session = self.auth.session(request)
         if session is not None and session.key is not None:
             try:
@@ -79,12 +80,13 @@ class Console:
         return response
 
     async def sign_in(self, request: Request) -> Response:
+        await self.auth.ready()
         fields = await form(request)
         session = self.auth.session(request)
         self.auth.check_csrf(session, fields, request)
         token = fields.get("key", "")
         try:
-            key = await self.auth.sign_in(token)
+            await self.auth.sign_in(token)
         except ChatError as error:
             if error.status != 401:
                 raise
@@ -95,10 +97,10 @@ class Console:
             return response
         response = RedirectResponse(f"{request.scope.get('root_path', '')}/agents", 303)
         self.auth.set_cookie(request, response, self.auth.signer.new(token.strip()))
-        del key
         return response
 
     async def sign_out(self, request: Request) -> Response:
+        await self.auth.ready()
         fields = await form(request)
         self.auth.check_csrf(self.auth.session(request), fields, request)
         return self.auth.signed_out(request, f"{request.scope.get('root_path', '')}/sign-in")
@@ -190,6 +192,10 @@ class Console:
         return self.render(request, visitor, "error.html", error.status, title="Not available",
                            message=error.message)
 
+    async def database_error(self, request: Request, error: Exception) -> Response:
+        return self.render(request, None, "error.html", 503, title="Not available",
+                           message=f"The state database is unavailable ({error.__class__.__name__}); try again.")
+
     async def _maybe_visitor(self, request: Request) -> Visitor | None:
         try:
             return await self.auth.visitor(request)
@@ -219,5 +225,6 @@ def console_app(engine: Engine, service: Callable[[], ChatService], options: Con
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={
-        HTTPException: console.not_found, BadCsrf: console.bad_csrf, ChatError: console.chat_error})
+        HTTPException: console.not_found, BadCsrf: console.bad_csrf, ChatError: console.chat_error,
+        SQLAlchemyError: console.database_error})
     return SecurityHeaders(app)
