@@ -36,6 +36,9 @@ def test_the_session_cookie_is_signed_http_only_and_same_site_strict(site):
         assert {"httponly", "samesite", "path"} <= flags
         assert "samesite=strict" in cookie.lower() and "path=/ui" in cookie.lower()
         assert "secure" not in flags  # plain HTTP on loopback; over HTTPS the cookie is Secure too
+        with site.client() as fresh:
+            behind_tls = fresh.get("/ui/sign-in", headers={"X-Forwarded-Proto": "https"})
+            assert "; secure" in behind_tls.headers["set-cookie"].lower()
         assert client.get("/ui/agents").status_code == 200
         # A cookie whose signature does not match is no session.
         value = client.cookies["reconciler_console"]

@@ -106,3 +106,25 @@ def test_the_folder_watch_records_them_too(tmp_path):
     loop._reconcile()
     recorded = statuses(connect(f"sqlite:///{tmp_path / 'state.db'}"))
     assert {k: (v.ready, v.drift) for k, v in recorded.items()} == {("agents", "a"): (None, None)}
+
+
+def test_a_round_in_which_nothing_changed_writes_nothing_and_asks_nothing(tmp_path):
+    from sqlalchemy import event
+
+    from reconciler.health import AgentHealth
+    from reconciler.store import migrate
+    from reconciler.store.observed import HealthStore
+
+    engine = connect(f"sqlite:///{tmp_path / 'state.db'}")
+    migrate.upgrade(engine)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, sql, *_: statements.append(sql))
+    store = HealthStore(engine, "default")
+    health = {("agents", "a"): AgentHealth(True, "1/1 ready", ()), ("agents", "b"): AgentHealth(None, "", ())}
+    assert store.write(health) == 2
+    assert store.write(dict(health)) == 0 and HealthStore(engine, "default").write(dict(health)) == 0
+    written = len(statements)
+    assert store.write(dict(health)) == 0 and len(statements) == written
+    assert store.write({("agents", "a"): AgentHealth(False, "0/1 ready", ())}) == 2  # a changed, b gone
+    assert {k: v.ready for k, v in statuses(engine).items()} == {("agents", "a"): False}
+    engine.dispose()

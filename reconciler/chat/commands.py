@@ -116,7 +116,8 @@ def serve(listen: tuple[str, int], keepalive_timeout: float, gateway_url: str | 
                      database=DatabaseOptions(database_pool_size, database_timeout, prepared_statements),
                      console=ConsoleOptions(source_url=console_source_url, refresh_seconds=console_refresh))
     host, port = listen
-    log.info("serving chat on http://%s:%d (gateway %s), the console at /ui/", host, port, gateway_url)
+    log.info("serving chat on http://%s:%d (gateway %s)", host, port, gateway_url)
+    log.info("the web console is at http://%s:%d/ui/", host, port)
     # uvicorn closes idle connections after 5 s by default, the very time httpx clients keep them for
     # reuse: a request sent just then meets a closed connection (seen with an httpx client's turns 5 s apart).
     server = _server_class()(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,

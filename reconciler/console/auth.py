@@ -94,10 +94,16 @@ class Auth:
     def set_cookie(self, request: Request, response: Response, session: ConsoleSession) -> None:
         base = request.scope.get("root_path", "") or "/"
         response.set_cookie(COOKIE, self.signer.dump(session), path=base, httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https")
+                            secure=_https(request))
 
     def signed_out(self, request: Request, to: str) -> Response:
         response = RedirectResponse(to, 303)
         response.delete_cookie(COOKIE, path=request.scope.get("root_path", "") or "/", httponly=True,
-                               samesite="strict", secure=request.url.scheme == "https")
+                               samesite="strict", secure=_https(request))
         return response
+
+
+def _https(request: Request) -> bool:
+    # Behind a proxy that ends TLS the request arrives as plain HTTP; the proxy says what the browser used.
+    # Trusting it can only make the cookie stricter.
+    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "").lower() == "https"

@@ -152,10 +152,10 @@ class EmbeddedState:
                 run = SyncRun(source=source, revision=revision, trigger=trigger, started_at=started,
                               finished_at=_now(), outcome="succeeded", created=summary["create"],
                               updated=summary["update"], deleted=summary["delete"],
-                              unchanged=summary["unchanged"], errors=[])
+                              unchanged=summary["unchanged"], errors=[], plan=observed.plan_document(plan))
                 session.add(run)
                 session.flush()
-                observed.record_run_plan(session.connection(), run.id, plan)
+                observed.record_run_agents(session.connection(), run.id, plan)
                 return SyncResult(run.id, run.created, run.updated, run.deleted, run.unchanged)
         except SQLAlchemyError as error:
             raise StateError(f"could not write the state at {self._shown_url()}: {error.__class__.__name__}: "

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from reconciler.health import AgentHealth
 from reconciler.plan import Plan
-from reconciler.store.models import AgentStatus, SyncRun, SyncRunAgent
+from reconciler.store.models import AgentStatus, SyncRunAgent
 
 STATUS = AgentStatus.__table__
 RUN_AGENTS = SyncRunAgent.__table__
@@ -25,12 +25,17 @@ class ObservedStatus:
     observed_at: datetime
 
 
-def record_run_plan(connection: Connection, run_id: int, plan: Plan) -> None:
-    """Keep a succeeded run's plan and the agents it changed (in the run's own transaction)."""
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """What a succeeded run keeps of its plan (run_plan.document)."""
     from reconciler import run_plan  # the diff printer, only when a run is written
 
-    connection.execute(update(SyncRun.__table__).where(SyncRun.__table__.c.id == run_id),
-                       {"plan": run_plan.document(plan)})
+    return run_plan.document(plan)
+
+
+def record_run_agents(connection: Connection, run_id: int, plan: Plan) -> None:
+    """Keep the agents a succeeded run changed (in the run's own transaction)."""
+    from reconciler import run_plan
+
     rows = [{"run_id": run_id, "namespace": ns, "name": name, "action": action}
             for ns, name, action in run_plan.changed_agents(plan)]
     if rows:
@@ -45,7 +50,10 @@ class HealthStore:
         self.written: dict[tuple[str, str], AgentHealth] | None = None
 
     def write(self, health: dict[tuple[str, str], AgentHealth]) -> int:
-        """Record `health` as this source's agents now; returns how many rows were written."""
+        """Record `health` as this source's agents now; returns how many rows were written. A round in
+        which nothing changed asks the database nothing."""
+        if self.written == health:
+            return 0
         now = datetime.now(UTC)
         with self.engine.begin() as connection:
             if self.written is None:
