@@ -254,3 +254,34 @@ def test_the_console_needs_no_cluster_and_reads_its_pages_without_javascript(sit
         assert '<script src="/ui/static/console.js" defer></script>' in html
     with httpx.Client(base_url=site.url) as plain:
         assert plain.get("/").headers["location"] == "/ui/agents"
+
+
+def test_on_sqlite_every_page_answers(tmp_path, gateway):
+    from chatting import Served
+    from click.testing import CliRunner
+    from consoling import BATCH, REVIEWER, csrf_of, sign_in
+
+    from reconciler.chat.app import create_app
+    from reconciler.cli import main
+
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "all.yaml").write_text(REVIEWER + "---\n" + BATCH)
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    applied = CliRunner().invoke(main, ["apply", str(tmp_path / "agents"), "--work-tree", "--database", url])
+    assert applied.exit_code == 0, applied.output
+    engine = connect(url)
+    _, key = KeyStore(engine).create("local")
+    with Served(create_app(engine, gateway.url, gateway.key)) as served, \
+            httpx.Client(base_url=f"http://127.0.0.1:{served.port}", timeout=30) as client:
+        assert sign_in(client, key).status_code == 303
+        page = client.get("/ui/agents/code/reviewer/chat")
+        chatted = client.post("/ui/agents/code/reviewer/chat", data={"csrf": csrf_of(page.text), "message": "hi"})
+        assert chatted.status_code == 303
+        for path in ("/ui/agents", "/ui/agents/code/reviewer", "/ui/agents/support/batch", "/ui/syncs", "/ui/syncs/1",
+                     "/ui/sessions", chatted.headers["location"]):
+            answer = client.get(path)
+            assert answer.status_code == 200, path
+        assert rows(client.get("/ui/agents").text) == ["code/reviewer", "support/batch"]
+        # Without a watch loop nothing recorded readiness or drift: both are unknown.
+        assert text(client.get("/ui/agents").text).count("unknown") == 4
+    engine.dispose()

@@ -95,6 +95,7 @@ def test_a_persons_path_through_the_console(page, site):
     # A sync run and its agent changes, the object diffs folded until opened.
     page.get_by_role("link", name="Syncs").click()
     expect(page.get_by_test_id("run-row")).to_have_count(3)
+    shot(page, "syncs")
     page.get_by_role("link", name=f"#{site.runs['prompt']}", exact=True).click()
     triage = page.get_by_test_id("agent-change").filter(has_text="support/triage")
     expect(triage).to_contain_text("gpt-4o-mini → gpt-4.1")
@@ -128,6 +129,7 @@ def test_a_persons_path_through_the_console(page, site):
     assert len(partial) >= 2 and all(final.startswith(text) for text in partial), seen
     expect(page).to_have_url(re.compile(r"session=[0-9a-f-]{36}$"))
     session = page.url.rsplit("session=", 1)[1]
+    expect(page.get_by_test_id("session-note")).to_contain_text(f"session {session[:8]}")
     # Continuing the session: the next reply answers in the same session.
     page.get_by_test_id("chat-input").fill("and tomorrow")
     page.get_by_test_id("chat-send").click()
@@ -138,6 +140,7 @@ def test_a_persons_path_through_the_console(page, site):
 
     # The session under Sessions, with each message's model, tokens and finish reason.
     page.get_by_role("link", name="Sessions").click()
+    shot(page, "sessions")
     page.get_by_test_id("session-row").filter(has_text="support/triage").get_by_role(
         "link", name=session[:8]).click()
     messages = page.get_by_test_id("session-message")

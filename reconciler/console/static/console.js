@@ -79,6 +79,13 @@ async function streamChat(form, event) {
           const url = new URL(window.location.href);
           url.searchParams.set("session", data.session_id);
           window.history.replaceState(null, "", url);
+          const note = document.getElementById("session-note");
+          if (note) {
+            const link = document.createElement("a");
+            link.href = form.dataset.sessions + "/" + data.session_id;
+            link.textContent = data.session_id.slice(0, 8);
+            note.replaceChildren("session ", link);
+          }
         } else if (name === "delta") {
           content.textContent += data.content;
         } else if (name === "done") {
