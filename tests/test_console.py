@@ -285,3 +285,33 @@ def test_on_sqlite_every_page_answers(tmp_path, gateway):
         # Without a watch loop nothing recorded readiness or drift: both are unknown.
         assert text(client.get("/ui/agents").text).count("unknown") == 4
     engine.dispose()
+
+
+def test_a_failed_turn_shows_its_error_and_the_session_keeps_it(site):
+    with site.signed_in("support") as client:
+        before = set(re.findall(r'href="/ui/sessions/([0-9a-f-]{36})"', client.get("/ui/sessions").text))
+        page = client.get("/ui/agents/support/triage/chat")
+        site.upstream.fail_status = 400
+        try:
+            answer = client.post("/ui/agents/support/triage/chat",
+                                 data={"csrf": csrf_of(page.text), "message": "will this fail"})
+        finally:
+            site.upstream.fail_status = None
+        assert answer.status_code == 502
+        assert 'data-testid="chat-error"' in answer.text and "will this fail" in answer.text  # the draft is kept
+        started = set(re.findall(r'href="/ui/sessions/([0-9a-f-]{36})"', client.get("/ui/sessions").text)) - before
+        assert len(started) == 1
+        view = client.get(f"/ui/sessions/{started.pop()}").text
+        roles = [text(m).split()[1] for m in re.findall(r'data-testid="session-message">(.*?)</tr>', view, re.S)]
+        assert roles == ["user", "error"]
+
+
+def test_what_people_write_is_shown_as_text_never_as_markup(site):
+    payload = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+    with site.signed_in() as client:
+        page = client.get("/ui/agents/support/triage/chat")
+        answer = client.post("/ui/agents/support/triage/chat", data={"csrf": csrf_of(page.text), "message": payload})
+        for path in (answer.headers["location"], f"/ui/sessions/{session_from(answer.headers['location'])}"):
+            html = client.get(path).text
+            assert payload not in html and "<img src=x" not in html and "<script>alert" not in html
+            assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in html
