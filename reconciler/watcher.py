@@ -178,7 +178,7 @@ class Watcher:
     def _reconcile(self, path: Path, head: str) -> None:
         previous, self.state.attempted = self.state.attempted, head
         self.state.runs += 1
-        settings = dataclasses.replace(self.settings, path=str(path), revision=head, work_tree=False)
+        settings = dataclasses.replace(self.settings, path=str(path), shown_path=".", revision=head, work_tree=False)
         started = time.monotonic()
         cache = self.live_cache
         live = cache.snapshot() if cache is not None and cache.wait_synced(0) else None
