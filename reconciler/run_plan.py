@@ -17,7 +17,7 @@ MAX_OBJECT_DIFFS = 300
 def document(plan: Plan) -> dict[str, Any]:
     """The run's plan: summary, flags, notes, each changed agent (fields, prompt diff, risk flags, its
     objects) and each changed object with its unified diff. Secret values are masked as in every diff."""
-    agents = [agent_document(a, plan.objects_of(a.key)) for a in plan.agents if a.action != "unchanged"]
+    agents = [_kept(agent_document(a, plan.objects_of(a.key))) for a in plan.agents if a.action != "unchanged"]
     changed = [c for c in plan.changes if c.action != "unchanged"]
     objects = [{"action": c.action, "kind": c.key.kind, "namespace": c.key.namespace, "name": c.key.name,
                 "agent": c.agent, "file": c.origin.file if c.origin else None, "notes": notes(c),
@@ -26,6 +26,13 @@ def document(plan: Plan) -> dict[str, Any]:
     return {"summary": {**plan.summary, "agents": plan.agent_summary}, "summaryLine": summary_line(plan),
             "sides": list(plan.sides), "flags": plan.flags, "notes": list(plan.notes), "agents": agents,
             "objects": objects, "objectsLeftOut": max(0, len(changed) - MAX_OBJECT_DIFFS)}
+
+
+def _kept(agent: dict[str, Any]) -> dict[str, Any]:
+    # The prompt's diff says what changed; both whole texts beside it would only double the row.
+    if agent["prompt"] is not None:
+        agent["prompt"] = {"diff": agent["prompt"]["diff"], "file": agent["prompt"]["file"]}
+    return agent
 
 
 def changed_agents(plan: Plan) -> list[tuple[str, str, str]]:

@@ -101,9 +101,18 @@ class ConsoleQueries:
         return [a for a in found if wanted.matches(a)]
 
     def agent(self, key: KeyInfo, namespace: str, name: str) -> AgentRow | None:
+        """One synced agent; None when it is not, or not in the key's namespaces."""
         if not key.allows(namespace):
             return None
-        return next((a for a in self.agents(key, AgentFilter(namespace=namespace)) if a.name == name), None)
+        with self.engine.connect() as connection:
+            row = connection.execute(select(Agent.__table__).where(
+                Agent.namespace == namespace, Agent.name == name, Agent.status == "synced")).first()
+            if row is None:
+                return None
+            run = connection.execute(select(RUNS).where(RUNS.c.source == row.source)
+                                     .order_by(RUNS.c.id.desc()).limit(1)).first()
+        status = statuses(self.engine, namespace=namespace, name=name).get((namespace, name))
+        return _agent(row, status, None if run is None else _run(run))
 
     def objects(self, agent: AgentRow) -> list[dict[str, Any]]:
         table = StoredObject.__table__

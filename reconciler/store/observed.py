@@ -73,11 +73,14 @@ class HealthStore:
         return len(gone) + len(changed)
 
 
-def statuses(engine: Engine, source: str | None = None) -> dict[tuple[str, str], ObservedStatus]:
-    """(namespace, name) -> the agent's health as last recorded."""
+def statuses(engine: Engine, source: str | None = None, *, namespace: str | None = None,
+             name: str | None = None) -> dict[tuple[str, str], ObservedStatus]:
+    """(namespace, name) -> the agent's health as last recorded (of one source, or one agent)."""
     query = select(STATUS)
     if source is not None:
         query = query.where(STATUS.c.source == source)
+    if namespace is not None and name is not None:
+        query = query.where(STATUS.c.namespace == namespace, STATUS.c.name == name)
     with engine.connect() as connection:
         return {(r.namespace, r.name): ObservedStatus(r.ready, r.detail, _drift(r.drift), _aware(r.observed_at))
                 for r in connection.execute(query)}
