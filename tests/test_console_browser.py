@@ -28,8 +28,7 @@ ARTIFACTS = Path(__file__).parent / "artifacts" / "console"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    print(f"\nconsole screenshots: {ARTIFACTS}")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)  # its path is printed at the end of the run (conftest.py)
     with playwright.sync_playwright() as driver:
         # As root (CI, containers) Chromium's own sandbox cannot start.
         args = ["--no-sandbox"] if os.geteuid() == 0 else []
