@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import git
 import httpx
@@ -157,5 +156,3 @@ def session_from(location: str) -> str:
     assert found, location
     return found.group(1)
 
-
-__all__ = ["Site", "csrf_of", "rows", "session_from", "sign_in", "site", "text", "Any"]

@@ -7,7 +7,7 @@ import re
 
 import httpx
 import pytest
-from consoling import PROMPT, SOURCE_URL, csrf_of, rows, session_from, sign_in, site, text  # noqa: F401
+from consoling import SOURCE_URL, csrf_of, rows, session_from, sign_in, site, text  # noqa: F401
 
 from reconciler.chat.keys import KeyStore
 from reconciler.store.embedded import connect

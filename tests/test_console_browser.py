@@ -33,6 +33,8 @@ def browser() -> Iterator[object]:
         # As root (CI, containers) Chromium's own sandbox cannot start.
         args = ["--no-sandbox"] if os.geteuid() == 0 else []
         launched = driver.chromium.launch(executable_path=CHROMIUM, args=args)
+        # A busy machine (CI shares two cores) may take a while for a page; nothing here waits on purpose.
+        playwright.expect.set_options(timeout=20_000)
         yield launched
         launched.close()
 
