@@ -34,6 +34,9 @@ def default_database() -> str:
 @dataclass(frozen=True)
 class Settings:
     path: str = "."
+    # How files are named in messages: `path` itself by default; the watch loop names them from the
+    # repository's root, not from the folder it mirrors the repository into.
+    shown_path: str | None = None
     revision: str | None = None
     subpath: str | None = None
     work_tree: bool = False

@@ -252,16 +252,25 @@ def status(database: str | None, source_name: str, sandbox_api_version: str, out
                 live[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = readiness(obj)
         for agent_key, what in drifted(state.recorded_objects(source_name), objects, salt=state.salt()):
             drift.setdefault(agent_key, []).append(what)
+    else:
+        # Without a cluster: readiness and drift as a watcher last recorded them.
+        from reconciler.store.observed import statuses
+
+        recorded = statuses(state.engine, source_name) if state.engine is not None else {}
     tests = _smoke_results(state, source_name)
     rows = []
     for agent in agents:
         key = f"{agent.namespace}/{agent.name}"
         ready = live.get((agent.namespace, agent.name))
-        rows.append({"agent": key, "mode": agent.spec.get("mode"),
-                     "revision": agent.revision, "ready": ready.ready if ready else None,
-                     "drift": drift.get(key, []) if cluster is not None else None,
-                     "tests": tests.get(key),
-                     "detail": ready.detail if ready else ("" if settings.has_cluster else "no cluster configured")})
+        row = {"agent": key, "mode": agent.spec.get("mode"), "revision": agent.revision,
+               "ready": ready.ready if ready else None, "drift": drift.get(key, []) if cluster is not None else None,
+               "detail": ready.detail if ready else ("" if settings.has_cluster else "no cluster configured"),
+               "tests": tests.get(key), "observedAt": None}
+        seen = recorded.get((agent.namespace, agent.name)) if cluster is None else None
+        if seen is not None:
+            row.update(ready=seen.ready, drift=None if seen.drift is None else list(seen.drift),
+                       detail=f"{seen.detail} (recorded by the watcher)", observedAt=times.iso(seen.observed_at))
+        rows.append(row)
     summary = {"lastSync": None if last is None else {
         "revision": last.revision, "outcome": last.outcome, "finishedAt": times.iso(last.finished_at),
         "errors": last.errors},

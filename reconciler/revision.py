@@ -40,7 +40,7 @@ def read_revision(settings: Settings, *, cache: ParseCache | None = None) -> Rev
     With a cache (kept by a long-running caller), files parsed before are neither read nor parsed again.
     """
     snapshot = open_source(settings.path, revision=settings.revision, subpath=settings.subpath,
-                           work_tree=settings.work_tree)
+                           work_tree=settings.work_tree, shown=settings.shown_path)
     parsed = parse_revision(snapshot.spec_files(), read_file=snapshot.read_file, display=snapshot.display,
                             default_namespace=settings.namespace, limits=settings.limits, cache=cache)
     skipped = [Problem(snapshot.display(path), 1, 1, "", reason, "point the link inside the source, or remove it")

@@ -30,6 +30,7 @@ from reconciler.render import ObjectKey, RenderMemo, managed_kinds
 from reconciler.source.mirror import GitCredentials, GitMirror
 from reconciler.spec.validate import ParseCache
 from reconciler.store.embedded import database_url, open_state
+from reconciler.watch_health import RoundHealth
 
 if TYPE_CHECKING:
     from reconciler.kube.applying import ApplyResult
@@ -72,6 +73,7 @@ class WatchState:
     last_error: str | None = None
     runs: int = 0
     last_sync: float | None = None  # monotonic time of the last reconcile
+    plan: Plan | None = None  # of the last revision applied
 
 
 @dataclass
@@ -102,6 +104,11 @@ class Watcher:
     changed: threading.Event = dataclasses.field(default_factory=threading.Event)
     projections: ProjectionMemo = dataclasses.field(default_factory=ProjectionMemo)
     _collected: float = dataclasses.field(default_factory=time.monotonic)
+    # Each agent's readiness and drift, written to the state after every round.
+    health: RoundHealth = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.health = RoundHealth(self.settings, self.cluster)
 
     def shutdown(self) -> None:
         self.stop.set()
@@ -145,6 +152,7 @@ class Watcher:
                     self._reconcile(mirror.path, head)
                     self.state.last_sync = time.monotonic()
                     self._settle_heap()
+                self.health.record(self.state.plan, self.live_cache)
                 failures = 0
             except ReconcilerError as error:
                 failures += 1
@@ -197,7 +205,7 @@ class Watcher:
     def _reconcile(self, path: Path, head: str) -> None:
         previous, self.state.attempted = self.state.attempted, head
         self.state.runs += 1
-        settings = dataclasses.replace(self.settings, path=str(path), revision=head, work_tree=False)
+        settings = dataclasses.replace(self.settings, path=str(path), shown_path=".", revision=head, work_tree=False)
         started = time.monotonic()
         cache = self.live_cache
         live = cache.snapshot() if cache is not None and cache.wait_synced(0) else None
@@ -229,7 +237,7 @@ class Watcher:
         if cache is not None and live is not None:
             self.projections.warm(cache.snapshot())
         self.metrics.reconciled(settings.source_name, time.monotonic() - started, "succeeded", outcome.plan, head)
-        self.state.applied, self.state.last_error = head, None
+        self.state.applied, self.state.last_error, self.state.plan = head, None, outcome.plan
         log_agent_changes(outcome.plan, head)
         counts = applied_counts(outcome.plan)
         log.info("revision %s applied: %s", head[:12], in_words(counts),
@@ -279,6 +287,10 @@ class FolderWatcher:
     state: WatchState = dataclasses.field(default_factory=WatchState)
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     after_sync: Callable[[Outcome], None] | None = None  # as Watcher.after_sync
+    health: RoundHealth = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.health = RoundHealth(self.settings, self.cluster)
 
     def run(self) -> None:
         from watchfiles import watch  # imported here: only this mode needs it
@@ -301,6 +313,7 @@ class FolderWatcher:
             return
         self.state.last_error = None
         self.state.applied = str(self.state.runs)
+        self.health.record(outcome.plan, None)
         log_agent_changes(outcome.plan, None)
         counts = applied_counts(outcome.plan)
         log.info("folder %s applied: %s", self.folder, in_words(counts),

@@ -1,5 +1,6 @@
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from watching import remote  # noqa: E402,F401 - the bare-remote fixture, for ev
 from chatting import catalog_gateway, chat_app, gateway, upstream  # noqa: E402,F401 - LiteLLM proxies, fake model
 
 AUDIT = "test_isolation.py::test_no_test_opens_a_path_outside_the_checkout"
+ARTIFACTS = Path(__file__).parent / "artifacts"  # what tests keep for people to look at (not in Git)
+STARTED = time.time()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,6 +71,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # The browser tests keep a screenshot of each page they visit (test_console_browser.py).
+    shots = ARTIFACTS / "console"
+    taken = [p for p in shots.glob("*.png") if p.stat().st_mtime >= STARTED] if shots.is_dir() else []
+    if taken:
+        terminalreporter.write_line(f"console screenshots ({len(taken)}): {shots}")
     unreported = set(READS.found) - READS.reported
     if unreported:
         terminalreporter.section("paths outside the checkout", red=True)

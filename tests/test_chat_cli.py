@@ -133,6 +133,8 @@ def test_serve_answers_probes_and_stops_on_sigterm(tmp_path, gateway):
         assert ready.status_code == 200, ready.text
         unauthorised = httpx.post(f"{url}/v1/agents/default/a/chat", json={"message": "x"})
         assert unauthorised.status_code == 401
+        console = httpx.get(f"{url}/ui/agents", follow_redirects=True)  # the console, on the same port
+        assert console.status_code == 200 and console.url.path == "/ui/sign-in" and 'data-testid="api-key"' in console.text
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0
     errors = process.stderr.read().decode()
@@ -140,6 +142,7 @@ def test_serve_answers_probes_and_stops_on_sigterm(tmp_path, gateway):
     entries = [json.loads(line) for line in errors.splitlines()]
     messages = [e["message"] for e in entries]
     assert f"serving chat on {url} (gateway {gateway.url})" in messages
+    assert f"the web console is at {url}/ui/" in messages
     assert "chat server stopped" == messages[-1]
     assert any(e["logger"].startswith("uvicorn") for e in entries)
     assert gateway.key not in errors
@@ -180,3 +183,10 @@ def test_serve_on_a_taken_port_says_so(tmp_path):
                      "--database", str(tmp_path / "s.db"))
     assert result.exit_code == 2
     assert f"could not serve on 127.0.0.1:{port}" in result.stderr
+
+
+def test_serve_refuses_a_console_source_url_that_is_not_http(tmp_path):
+    result = run("serve", "--gateway-url", "http://127.0.0.1:9", "--console-source-url", "javascript:alert(1)/{path}",
+                 "--database", str(tmp_path / "state.db"))
+    assert result.exit_code == 2
+    assert "--console-source-url 'javascript:alert(1)/{path}' must be an http:// or https:// URL" in result.stderr

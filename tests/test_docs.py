@@ -163,3 +163,10 @@ def test_the_actions_inputs_are_the_readmes_and_its_workflow_snippet_uses_them()
     assert set(ours["with"]) <= set(action["inputs"])
     for output in action["outputs"]:
         assert f"`{output}`" in README, output
+
+
+def test_every_image_the_readme_shows_is_in_the_repository():
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
+    assert images, "the README shows the console"
+    for image in images:
+        assert (ROOT / image).is_file(), image

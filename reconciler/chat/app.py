@@ -8,12 +8,12 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
@@ -30,6 +30,9 @@ from reconciler.chat.service import ChatError, ChatService, Completion, Relay
 from reconciler.chat.sessions import SessionStore, Turn
 from reconciler.chat.turns import DatabaseOptions, StoreUnavailable, open_turns
 from reconciler.metrics import ChatMetrics
+
+if TYPE_CHECKING:
+    from reconciler.console.routes import ConsoleOptions
 
 log = logging.getLogger("reconciler.chat")
 SESSION_HEADER = "X-Session-Id"
@@ -97,7 +100,7 @@ def _server_timing(admitted: float, done: Completion | None = None) -> str:
             f"gateway;dur={done.gateway_seconds * 1000:.1f}")
 
 
-def _event_stream(events: AsyncIterator[bytes], headers: dict[str, str], admitted: float) -> StreamingResponse:
+def event_stream(events: AsyncIterator[bytes], headers: dict[str, str], admitted: float) -> StreamingResponse:
     return StreamingResponse(events, media_type="text/event-stream", headers={
         **headers, "Cache-Control": "no-cache", "Server-Timing": _server_timing(admitted)})
 
@@ -174,8 +177,8 @@ class Guard:
 
 def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gateway_timeout: float = 120.0,
                gateway_keepalive: float = 4.0, budget: Budget = Budget(), max_body: int = 1 << 20,
-               database: DatabaseOptions = DatabaseOptions()) -> FastAPI:
-    """The chat service over a migrated state database and a LiteLLM gateway."""
+               database: DatabaseOptions = DatabaseOptions(), console: "ConsoleOptions | None" = None) -> FastAPI:
+    """The chat service over a migrated state database and a LiteLLM gateway, and the web console at /ui/."""
     metrics = ChatMetrics()
     sessions, keys = SessionStore(engine), KeyStore(engine)
     holder: dict[str, ChatService] = {}
@@ -271,7 +274,7 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
                                      "finish_reason": done.finish_reason, "usage": done.usage.as_dict()},
                                     headers={**headers, "Server-Timing": _server_timing(admitted, done)})
         relay = await chat.open_stream(turn, request)
-        return _event_stream(_native_events(turn, relay), headers, admitted)
+        return event_stream(native_events(turn, relay), headers, admitted)
 
     @app.post("/v1/chat/completions", summary="OpenAI-compatible chat completion; model names an agent",
               responses=COMPLETIONS, openapi_extra={**bearer_security, "parameters": [{
@@ -300,7 +303,7 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
                                     headers={**headers, "Server-Timing": _server_timing(admitted, done)})
         relay = await chat.open_stream(turn, request)
         usage = bool((body.stream_options or {}).get("include_usage"))
-        return _event_stream(_openai_events(agent.key, relay, usage), headers, admitted)
+        return event_stream(_openai_events(agent.key, relay, usage), headers, admitted)
 
     @app.get("/v1/models", summary="The agents this key may chat with, as OpenAI models", responses=MODELS)
     async def models(key: Caller) -> dict[str, Any]:
@@ -343,10 +346,17 @@ def create_app(engine: Engine, gateway_url: str, gateway_key: str | None, *, gat
     async def metrics_text() -> Response:
         return Response(metrics.text(), media_type="text/plain; version=0.0.4")
 
+    @app.get("/", include_in_schema=False)
+    async def home() -> Response:
+        return RedirectResponse("/ui/agents", 303)
+
+    from reconciler.console.routes import console_app  # Jinja2, only where the console is served
+
+    app.mount("/ui", console_app(engine, lambda: holder["service"], console))
     return app
 
 
-async def _native_events(turn: Turn, relay: Relay) -> AsyncIterator[bytes]:
+async def native_events(turn: Turn, relay: Relay) -> AsyncIterator[bytes]:
     yield _sse("session", {"session_id": turn.session_id})
     try:
         async for chunk in relay.chunks():
@@ -378,7 +388,7 @@ async def _openai_events(agent: str, relay: Relay, include_usage: bool) -> Async
                     continue
                 chunk.pop("usage", None)
             yield _sse(None, chunk)
-    except Exception as error:  # noqa: BLE001 - see _native_events
+    except Exception as error:  # noqa: BLE001 - see native_events
         yield _sse(None, _stream_error(error))
         return
     yield b"data: [DONE]\n\n"

@@ -72,29 +72,39 @@ log = logging.getLogger("reconciler.chat")
               help="Keep statements prepared on PostgreSQL connections. Turn off behind a pooler in transaction "
                    "mode (PgBouncer before 1.21, or without max_prepared_statements). "
                    "[env: RECONCILER_PREPARED_STATEMENTS]")
+@click.option("--console-source-url", envvar="RECONCILER_CONSOLE_SOURCE_URL", default=None, metavar="TEMPLATE",
+              help="Where the console links an agent's spec file: a URL with {revision} and {path}, e.g. "
+                   "https://github.com/acme/agents/blob/{revision}/{path}. [env: RECONCILER_CONSOLE_SOURCE_URL]")
+@click.option("--console-refresh", type=click.IntRange(0), default=15, show_default=True,
+              help="Seconds between the console's live refreshes of its tables (0: never).")
 @DATABASE_OPTION
 @LOCK_TIMEOUT_OPTION
 def serve(listen: tuple[str, int], keepalive_timeout: float, gateway_url: str | None, gateway_key_file: str | None,
           gateway_timeout: float, gateway_keepalive: float, history_messages: int, history_tokens: int,
           max_body_size: int, database_pool_size: int, database_timeout: float, prepared_statements: bool,
-          database: str | None, lock_timeout: float) -> None:
+          console_source_url: str | None, console_refresh: int, database: str | None, lock_timeout: float) -> None:
     """Serve the chat endpoint: messages to synced agents go through the LiteLLM gateway, sessions are stored.
 
     \b
     POST /v1/agents/{namespace}/{name}/chat   {"message": ..., "session_id"?: ..., "stream"?: true}
     POST /v1/chat/completions                 OpenAI-compatible; "model": "namespace/name"
     GET  /v1/models, /v1/sessions/{id}, /healthz, /readyz, /metrics, /docs
+    GET  /ui/                                 the web console (sign in with a key)
     Requests need `Authorization: Bearer <key>` (reconcile keys create NAME).
     """
     if not gateway_url:
         raise ConfigError("no LiteLLM gateway: set LITELLM_API_BASE or pass --gateway-url "
                           "(for example http://litellm:4000)")
+    if console_source_url and not console_source_url.startswith(("https://", "http://")):
+        raise ConfigError(f"--console-source-url {console_source_url!r} must be an http:// or https:// URL "
+                          "(with {revision} and {path} where they belong)")
     key = gateway_key(gateway_key_file)
     import uvicorn
 
     from reconciler.chat.app import create_app
     from reconciler.chat.context import Budget
     from reconciler.chat.turns import DatabaseOptions
+    from reconciler.console.routes import ConsoleOptions
     from reconciler.store.embedded import open_state
 
     logs.configure(also=("uvicorn",))
@@ -103,9 +113,11 @@ def serve(listen: tuple[str, int], keepalive_timeout: float, gateway_url: str | 
     app = create_app(state.engine, gateway_url, key, gateway_timeout=gateway_timeout,
                      gateway_keepalive=gateway_keepalive, budget=Budget(history_messages, history_tokens),
                      max_body=max_body_size,
-                     database=DatabaseOptions(database_pool_size, database_timeout, prepared_statements))
+                     database=DatabaseOptions(database_pool_size, database_timeout, prepared_statements),
+                     console=ConsoleOptions(source_url=console_source_url, refresh_seconds=console_refresh))
     host, port = listen
     log.info("serving chat on http://%s:%d (gateway %s)", host, port, gateway_url)
+    log.info("the web console is at http://%s:%d/ui/", host, port)
     # uvicorn closes idle connections after 5 s by default, the very time httpx clients keep them for
     # reuse: a request sent just then meets a closed connection (seen with an httpx client's turns 5 s apart).
     server = _server_class()(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,

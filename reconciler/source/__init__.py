@@ -12,8 +12,8 @@ __all__ = ["Snapshot", "SpecFile", "open_source"]
 
 
 def open_source(path: str, *, revision: str | None = None, subpath: str | None = None,
-                work_tree: bool = False) -> Snapshot:
-    """Open `path` as a source.
+                work_tree: bool = False, shown: str | None = None) -> Snapshot:
+    """Open `path` as a source; its files are named from `shown` (default `path`) in messages.
 
     With `revision`, or when `path` is inside a Git work tree (and not `work_tree`), specs are
     read from the commit (HEAD by default), never from the work tree; otherwise from the folder.
@@ -26,7 +26,7 @@ def open_source(path: str, *, revision: str | None = None, subpath: str | None =
     sub = normal_subpath(subpath)
     if sub is not None and ".." in sub.split("/"):
         raise SourceError(f"--path {subpath!r} leaves the source")
-    display = path.rstrip("/") or "/"
+    display = shown if shown is not None else (path.rstrip("/") or "/")
     if revision is not None and work_tree:
         raise SourceError("--revision and --work-tree exclude each other")
     if not work_tree:

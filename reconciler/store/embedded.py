@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from reconciler.errors import StateError
 from reconciler.plan import Change, Plan, RecordedObject
 from reconciler.render import AgentRecord, DesiredObject, ObjectKey, record_digest
-from reconciler.store import migrate
+from reconciler.store import migrate, observed
 from reconciler.store.lock import writer_lock
 from reconciler.store.models import Agent, ChatSession, Meta, StoredObject, SyncRun
 
@@ -152,9 +152,10 @@ class EmbeddedState:
                 run = SyncRun(source=source, revision=revision, trigger=trigger, started_at=started,
                               finished_at=_now(), outcome="succeeded", created=summary["create"],
                               updated=summary["update"], deleted=summary["delete"],
-                              unchanged=summary["unchanged"], errors=[])
+                              unchanged=summary["unchanged"], errors=[], plan=observed.plan_document(plan))
                 session.add(run)
                 session.flush()
+                observed.record_run_agents(session.connection(), run.id, plan)
                 return SyncResult(run.id, run.created, run.updated, run.deleted, run.unchanged)
         except SQLAlchemyError as error:
             raise StateError(f"could not write the state at {self._shown_url()}: {error.__class__.__name__}: "

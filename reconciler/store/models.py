@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -123,6 +124,37 @@ class SyncRun(Base):
     deleted: Mapped[int] = mapped_column(Integer, default=0)
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[list[Any]]
+    # What a succeeded run changed, in the shape of run_plan.document; None for a failed run.
+    plan: Mapped[dict[str, Any] | None]
+
+
+class SyncRunAgent(Base):
+    """An agent a sync run changed (created, updated or deleted), for each agent's sync history."""
+
+    __tablename__ = "sync_run_agents"
+    __table_args__ = (Index(None, "namespace", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(Integer, ForeignKey("sync_runs.id", ondelete="CASCADE"))
+    namespace: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(63))
+    action: Mapped[str] = mapped_column(String(16))
+
+
+class AgentStatus(Base):
+    """An agent's readiness and drift on the cluster as the watcher last saw them, so that readers
+    (the console, `reconcile status` without a cluster) need no access to the cluster."""
+
+    __tablename__ = "agent_status"
+    __table_args__ = (UniqueConstraint("namespace", "name"), Index(None, "source"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(63))
+    namespace: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(63))
+    ready: Mapped[bool | None] = mapped_column(Boolean)  # None: not reported by the cluster yet
+    detail: Mapped[str] = mapped_column(Text)
+    # "Kind changed" / "Kind missing" for each applied object that differs; None: not known (no cluster).
+    drift: Mapped[list[Any] | None]
+    observed_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class ApiKey(Base):
