@@ -16,7 +16,7 @@ from typing import Any
 from kubernetes.client.rest import ApiException
 
 from reconciler.kube.client import FIELD_MANAGER, Cluster
-from reconciler.kube.listing import get_metadata, list_items
+from reconciler.kube.listing import apply_object, get_metadata, list_items
 from reconciler.plan import Change, Plan
 from reconciler.render import MANAGED_BY, MANAGED_BY_LABEL, ObjectKey
 from reconciler.spec.model import Origin
@@ -114,14 +114,9 @@ def apply_plan(cluster: Cluster, plan: Plan, *, live: Mapping[ObjectKey, dict[st
 
 def _apply(cluster: Cluster, change: Change, *, force: bool, dry_run: bool) -> dict[str, Any]:
     assert change.desired is not None
-    resource = cluster.resource(change.api_version, change.key.kind)
-    options: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force_conflicts": force,
-                               "_request_timeout": cluster.timeout}
-    if dry_run:
-        options["dry_run"] = "All"
-    answer = cluster.call(lambda: resource.server_side_apply(body=change.desired.body, name=change.key.name,
-                                                             namespace=change.key.namespace, **options))
-    return answer.to_dict()
+    body = change.desired.body
+    return cluster.call(lambda: apply_object(cluster, change.api_version, change.key.kind, body,
+                                             field_manager=FIELD_MANAGER, force=force, dry_run=dry_run))
 
 
 def _delete(cluster: Cluster, change: Change, dry_run: bool) -> None:

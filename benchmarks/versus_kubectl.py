@@ -1,0 +1,100 @@
+"""The reconciler beside kubectl on the same objects of a real API server: a first apply (kubectl with one
+process and with four at once, the server's own limit here), then a no-op diff, each timed from the shell's
+view (whole processes, start-up included).
+
+Needs RECONCILER_TEST_KUBECONFIG and kubectl on PATH (or KUBECTL). Each tool gets namespaces of its own,
+`bench-XXXXXX-<tool>-team-N`, deleted at the end.
+
+Usage: python benchmarks/versus_kubectl.py [AGENTS]
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline import generate  # noqa: E402
+
+RECONCILE = str(Path(sys.executable).with_name("reconcile"))
+RANK = {"Secret": 0, "ConfigMap": 0, "SandboxTemplate": 1, "Sandbox": 2, "SandboxWarmPool": 2}
+
+
+def timed(*command: str, ok: tuple[int, ...] = (0,)) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    if done.returncode not in ok:
+        raise SystemExit(f"{' '.join(command[:3])} ... failed ({done.returncode}): {done.stderr[-2000:]}")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000
+    kubeconfig = os.environ.get("RECONCILER_TEST_KUBECONFIG")
+    kubectl = os.environ.get("KUBECTL") or shutil.which("kubectl")
+    if not kubeconfig or not kubectl:
+        raise SystemExit("set RECONCILER_TEST_KUBECONFIG to a kubeconfig and put kubectl on PATH (or KUBECTL)")
+    run = uuid.uuid4().hex[:6]
+    kc = [kubectl, "--kubeconfig", kubeconfig]
+    prefixes = {tool: f"bench-{run}-{tool}-" for tool in ("kubectl", "kubectl4", "reconcile")}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for tool, prefix in prefixes.items():
+            generate(root / tool, count, namespace_prefix=prefix)
+            subprocess.run(kc + ["apply", "-f", "-"], input="\n---\n".join(
+                f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {prefix}team-{t}}}" for t in range(50)),
+                text=True, check=True, stdout=subprocess.DEVNULL)
+        rendered = {}
+        for tool in ("kubectl", "kubectl4"):
+            out = subprocess.run([RECONCILE, "render", str(root / tool), "--source-name", f"bench-{run}-{tool}"],
+                                 check=True, capture_output=True, text=True).stdout
+            rendered[tool] = root / f"{tool}.yaml"
+            rendered[tool].write_text(out)
+        objects = sum(1 for d in yaml.safe_load_all(rendered["kubectl"].read_text()) if d)
+        print(f"{count} agents, {objects} objects each, on {kubeconfig}")
+        try:
+            apply = [*kc, "apply", "--server-side", "--field-manager=bench"]
+            one = timed(*apply, "-f", str(rendered["kubectl"]))
+            print(f"first apply, kubectl apply --server-side (one process)  {one:7.1f}s")
+            # Four processes at once, stage by stage (templates before the sandboxes that name them).
+            docs = [d for d in yaml.safe_load_all(rendered["kubectl4"].read_text()) if d]
+            stages = []
+            for rank in sorted({RANK.get(d["kind"], 9) for d in docs}):
+                part = [d for d in docs if RANK.get(d["kind"], 9) == rank]
+                files = []
+                for i in range(4):
+                    path = root / f"stage{rank}-{i}.yaml"
+                    path.write_text(yaml.safe_dump_all(part[i::4]))
+                    files.append(path)
+                stages.append(files)
+            started = time.perf_counter()
+            for files in stages:
+                procs = [subprocess.Popen([*apply, "-f", str(f)], stdout=subprocess.DEVNULL) for f in files]
+                if any(p.wait() for p in procs):
+                    raise SystemExit("a parallel kubectl apply failed")
+            print(f"first apply, four kubectl processes at once (the server's limit)  "
+                  f"{time.perf_counter() - started:7.1f}s")
+            ours = [RECONCILE]
+            common = ["--kubeconfig", kubeconfig, "--database", str(root / "state.db"),
+                      "--source-name", f"bench-{run}-reconcile"]
+            print(f"first apply, reconcile apply  {timed(*ours, 'apply', str(root / 'reconcile'), *common):7.1f}s")
+            diff = [*kc, "diff", "--server-side", "--field-manager=bench", "-f", str(rendered["kubectl"])]
+            print(f"no-op, kubectl diff --server-side  {timed(*diff):7.1f}s")
+            for _ in range(3):
+                print(f"no-op, reconcile diff  {timed(*ours, 'diff', str(root / 'reconcile'), *common):7.2f}s")
+        finally:
+            for prefix in prefixes.values():
+                subprocess.run(kc + ["delete", "namespace", "--wait=false",
+                                     *(f"{prefix}team-{t}" for t in range(50))],
+                               check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+if __name__ == "__main__":
+    main()
