@@ -47,6 +47,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for tool, prefix in prefixes.items():
+            (root / tool).mkdir()
             generate(root / tool, count, namespace_prefix=prefix)
             subprocess.run(kc + ["apply", "-f", "-"], input="\n---\n".join(
                 f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {prefix}team-{t}}}" for t in range(50)),
