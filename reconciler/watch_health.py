@@ -22,11 +22,17 @@ class RoundHealth:
     def __init__(self, settings: Settings, cluster: Cluster | None) -> None:
         self.settings, self.cluster = settings, cluster
         self._store: HealthStore | None = None
+        # What the last record was made from: a loop turn that saw no new plan and no cluster event has
+        # nothing new to say, and at 10,000 agents saying it again costs a noticeable part of a second.
+        self._seen: tuple[Plan, int, int] | None = None
 
     def record(self, plan: Plan | None, cache: LiveCache | None) -> None:
         """Readiness from the live objects (the live cache, or a LIST without one), drift from the last
         applied plan; only what changed is written. A failure is logged: the loop goes on."""
         if plan is None:
+            return
+        seen = (plan, cache.stats.events, cache.stats.lists) if cache is not None else None
+        if seen is not None and self._seen is not None and seen[0] is self._seen[0] and seen[1:] == self._seen[1:]:
             return
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -40,6 +46,7 @@ class RoundHealth:
 
                     live = read_live(self.cluster, self.settings)
             self.store().write(agent_health(plan, live))
+            self._seen = seen
         except (ReconcilerError, SQLAlchemyError) as error:
             log.warning("could not record the agents' readiness and drift: %s", error)
 
