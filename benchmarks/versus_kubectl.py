@@ -23,8 +23,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import generate  # noqa: E402
 
+from reconciler.render import KIND_ORDER  # noqa: E402
+
 RECONCILE = str(Path(sys.executable).with_name("reconcile"))
-RANK = {"Secret": 0, "ConfigMap": 0, "SandboxTemplate": 1, "Sandbox": 2, "SandboxWarmPool": 2}
 
 
 def timed(*command: str, ok: tuple[int, ...] = (0,)) -> float:
@@ -67,8 +68,8 @@ def main() -> None:
             # Four processes at once, stage by stage (templates before the sandboxes that name them).
             docs = [d for d in yaml.safe_load_all(rendered["kubectl4"].read_text()) if d]
             stages = []
-            for rank in sorted({RANK.get(d["kind"], 9) for d in docs}):
-                part = [d for d in docs if RANK.get(d["kind"], 9) == rank]
+            for rank in sorted({KIND_ORDER.get(d["kind"], 9) for d in docs}):
+                part = [d for d in docs if KIND_ORDER.get(d["kind"], 9) == rank]
                 files = []
                 for i in range(4):
                     path = root / f"stage{rank}-{i}.yaml"

@@ -112,16 +112,23 @@ def where(change: Change) -> str:
         parts.append(f"agent {change.agent}")
     if change.origin is not None:
         parts.append(f"{change.origin.file}:{change.origin.line}")
-    if change.environment:
-        parts.append("environment: the reconciler's CONTAINER_ENV_ variables, not Git")
-    if change.drift:
-        parts.append("drift: changed on the cluster, not in Git" + ("; detect only, not put back"
-                                                                     if change.detect_only else ""))
-    if change.suspended:
-        parts.append("suspended: not applied")
-    if change.blocked:
-        parts.append(change.blocked)
+    parts += change_notes(change)
     return f" ({', '.join(parts)})" if parts else ""
+
+
+def change_notes(change: Change) -> list[str]:
+    """Why a change is as it is, beside what it changes."""
+    said = []
+    if change.environment:
+        said.append("environment: the reconciler's CONTAINER_ENV_ variables, not Git")
+    if change.drift:
+        said.append("drift: changed on the cluster, not in Git" + ("; detect only, not put back"
+                                                                    if change.detect_only else ""))
+    if change.suspended:
+        said.append("suspended: not applied")
+    if change.blocked:
+        said.append(change.blocked)
+    return said
 
 
 def value_text(path: str, value: Any) -> str:

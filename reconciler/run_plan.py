@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.diffs import agent_document, summary_line, unified
-from reconciler.plan import Change, Plan
+from reconciler.diffs import agent_document, change_notes, summary_line, unified
+from reconciler.plan import Plan
 
 MAX_OBJECT_DIFFS = 300
 
@@ -20,7 +20,7 @@ def document(plan: Plan) -> dict[str, Any]:
     agents = [_kept(agent_document(a, plan.objects_of(a.key))) for a in plan.agents if a.action != "unchanged"]
     changed = [c for c in plan.changes if c.action != "unchanged"]
     objects = [{"action": c.action, "kind": c.key.kind, "namespace": c.key.namespace, "name": c.key.name,
-                "agent": c.agent, "file": c.origin.file if c.origin else None, "notes": notes(c),
+                "agent": c.agent, "file": c.origin.file if c.origin else None, "notes": change_notes(c),
                 "applied": c.applies and not c.blocked,
                 "diff": unified(c, plan.sides)} for c in changed[:MAX_OBJECT_DIFFS]]
     return {"summary": {**plan.summary, "agents": plan.agent_summary}, "summaryLine": summary_line(plan),
@@ -41,18 +41,3 @@ def changed_agents(plan: Plan) -> list[tuple[str, str, str]]:
     written = {c.agent for c in plan.changes if c.applies and not c.blocked}
     return [(a.namespace, a.name, a.action) for a in plan.agents
             if a.applies and (a.key in written or a.record_changed)]
-
-
-def notes(change: Change) -> list[str]:
-    """Why a change is as it is, beside what it changes: as the text plan says it."""
-    said = []
-    if change.environment:
-        said.append("environment: the reconciler's CONTAINER_ENV_ variables, not Git")
-    if change.drift:
-        said.append("drift: changed on the cluster, not in Git" + ("; detect only, not put back"
-                                                                    if change.detect_only else ""))
-    if change.suspended:
-        said.append("suspended: not applied")
-    if change.blocked:
-        said.append(change.blocked)
-    return said

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
 import gc
 import logging
 import random
@@ -249,11 +250,17 @@ class Watcher:
 def _release_free_memory() -> None:
     """Hand the heap pages a round freed back to the system, which glibc's allocator keeps otherwise: a
     large first sync would leave the process holding its peak for good."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
     try:
-        trim = ctypes.CDLL(None).malloc_trim
+        return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):  # not glibc
-        return
-    trim(0)
+        return None
 
 
 def log_agent_changes(plan: Plan, revision: str | None) -> None:

@@ -49,7 +49,7 @@ class RateLimit:
 
 class CountingApiClient(client.ApiClient):
     """The official API client, counting the requests it sends by verb (GET, LIST, WATCH, PATCH, ...),
-    for the metrics and the benchmarks: what a round costs the server is the number to watch."""
+    for the benchmarks and tests: what a round costs the server is the number to watch."""
 
     def __init__(self, configuration: client.Configuration | None = None) -> None:
         super().__init__(configuration)

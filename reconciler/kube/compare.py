@@ -12,6 +12,9 @@ from typing import Any
 
 from reconciler.render import fingerprint
 
+# The leaves every record keeps, as a desired record would name them.
+IDENTITY: dict[str, Any] = {"apiVersion": None, "kind": None, "metadata": {"name": None, "namespace": None}}
+
 
 def live_record(live: dict[str, Any], desired_record: dict[str, Any] | None, *, manager: str,
                 salt: str) -> dict[str, Any]:
@@ -23,7 +26,8 @@ def live_record(live: dict[str, Any], desired_record: dict[str, Any] | None, *, 
     for entry in live.get("metadata", {}).get("managedFields") or []:
         if entry.get("manager") == manager and entry.get("operation") == "Apply":
             owned = _merged(owned, entry.get("fieldsV1") or {})
-    record = _projected(live, desired_record, owned, top=True)
+    # A desired record names the object itself; without one, its identity is what is kept besides our fields.
+    record = _projected(live, desired_record if desired_record is not None else IDENTITY, owned)
     if live.get("kind") == "Secret" and isinstance(record.get("data"), dict):
         record["data"] = {k: fingerprint(salt, k, _decode(v)) for k, v in record["data"].items()}
     return record
@@ -39,18 +43,15 @@ def _merged(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _projected(live: dict[str, Any], desired: Any, owned: dict[str, Any] | None, *,
-               top: bool = False) -> dict[str, Any]:
-    """`live` reduced to the leaves of `desired` and of `owned` (a fieldsV1 node), and at the top to the
-    object's identity; keys in the desired object's order, so that a diff lines up. Values are the live
-    ones themselves, not copies: records are read, never changed in place."""
+def _projected(live: dict[str, Any], desired: Any, owned: dict[str, Any] | None) -> dict[str, Any]:
+    """`live` reduced to the leaves of `desired` and of `owned` (a fieldsV1 node); keys in the desired
+    object's order, so that a diff lines up. Values are the live ones themselves, not copies: records are
+    read, never changed in place."""
     result: dict[str, Any] = {}
     wanted = desired if isinstance(desired, dict) else {}
     keys = list(wanted)
     if owned:
         keys += [k[2:] for k in owned if k.startswith("f:") and k[2:] not in wanted]
-    if top:
-        keys += [k for k in ("apiVersion", "kind", "metadata") if k not in keys]
     for key in keys:
         if key not in live:
             continue
@@ -59,14 +60,6 @@ def _projected(live: dict[str, Any], desired: Any, owned: dict[str, Any] | None,
         if key in wanted and not (isinstance(wanted[key], dict) and wanted[key]):
             result[key] = value  # a leaf of the desired object: taken whole
         elif fields is not None and _owned_leaf(fields):
-            result[key] = value
-        elif top and key == "metadata" and isinstance(value, dict):
-            inner = _projected(value, wanted.get(key), fields)
-            for name in ("name", "namespace"):
-                if name in value and name not in inner:
-                    inner[name] = value[name]
-            result[key] = inner
-        elif top and key in ("apiVersion", "kind"):
             result[key] = value
         elif isinstance(value, dict) and (key in wanted or fields is not None):
             inner = _projected(value, wanted.get(key), fields)

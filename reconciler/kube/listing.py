@@ -79,14 +79,21 @@ def list_versioned(cluster: Cluster, api_version: str, kind: str, *, namespace: 
 
 
 def _get(cluster: Cluster, path: str, query: list[tuple[str, Any]], accept: str) -> dict[str, Any]:
+    return _request(cluster, "GET", path, query, {"Accept": accept})
+
+
+def _request(cluster: Cluster, method: str, path: str, query: list[tuple[str, Any]], headers: dict[str, str],
+             body: str | None = None) -> dict[str, Any]:
+    """One request through the client (configuration, authentication), its JSON answer decoded with orjson."""
     api = cluster.api
-    method, url, headers, _, _ = api.param_serialize(
-        "GET", path, query_params=query, header_params={"Accept": accept}, auth_settings=["BearerToken"])
-    response = api.call_api(method, url, header_params=headers, _request_timeout=cluster.timeout)
-    body = response.read()
+    method, url, header_params, payload, _ = api.param_serialize(
+        method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"])
+    response = api.call_api(method, url, header_params=header_params, body=payload,
+                            _request_timeout=cluster.timeout)
+    answer = response.read()
     if not 200 <= response.status < 300:
         raise ApiException(http_resp=response)
-    return orjson.loads(body)
+    return orjson.loads(answer)
 
 
 def apply_object(cluster: Cluster, api_version: str, kind: str, body: dict[str, Any], *, field_manager: str,
@@ -100,15 +107,8 @@ def apply_object(cluster: Cluster, api_version: str, kind: str, body: dict[str, 
         query.append(("force", "true"))
     if dry_run:
         query.append(("dryRun", "All"))
-    api = cluster.api
-    method, url, headers, payload, _ = api.param_serialize(
-        "PATCH", path, query_params=query, header_params={"Accept": JSON, "Content-Type": APPLY_PATCH},
-        body=orjson.dumps(body).decode(), auth_settings=["BearerToken"])
-    response = api.call_api(method, url, header_params=headers, body=payload, _request_timeout=cluster.timeout)
-    answer = response.read()
-    if not 200 <= response.status < 300:
-        raise ApiException(http_resp=response)
-    return orjson.loads(answer)
+    return _request(cluster, "PATCH", path, query, {"Accept": JSON, "Content-Type": APPLY_PATCH},
+                    body=orjson.dumps(body).decode())
 
 
 def get_metadata(cluster: Cluster, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
