@@ -128,3 +128,28 @@ def test_a_round_in_which_nothing_changed_writes_nothing_and_asks_nothing(tmp_pa
     assert store.write({("agents", "a"): AgentHealth(False, "0/1 ready", ())}) == 2  # a changed, b gone
     assert {k: v.ready for k, v in statuses(engine).items()} == {("agents", "a"): False}
     engine.dispose()
+
+
+def test_many_rows_are_written_in_a_few_statements_and_a_row_deleted_meanwhile_comes_back(tmp_path):
+    from sqlalchemy import delete, event
+
+    from reconciler.health import AgentHealth
+    from reconciler.store import migrate
+    from reconciler.store.observed import STATUS, HealthStore
+
+    engine = connect(f"sqlite:///{tmp_path / 'state.db'}")
+    migrate.upgrade(engine)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, sql, *_: statements.append(sql))
+    store = HealthStore(engine, "default")
+    health = {("agents", f"a{i}"): AgentHealth(None, "not on the cluster yet", ()) for i in range(500)}
+    assert store.write(health) == 500
+    assert sum(s.startswith("INSERT") for s in statements) <= 2  # one executemany (batched by the driver)
+    assert len(statements) < 10
+    with engine.begin() as connection:  # another reader's clean-up, unknown to this store
+        connection.execute(delete(STATUS).where(STATUS.c.name == "a7"))
+    changed = {key: AgentHealth(True, "1/1 ready", ()) for key in health}
+    assert store.write(changed) == 500
+    recorded = statuses(engine)
+    assert len(recorded) == 500 and all(s.ready for s in recorded.values())
+    engine.dispose()

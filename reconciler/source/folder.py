@@ -31,34 +31,41 @@ class FolderSnapshot(Snapshot):
         ignore = ignore_spec(ignore_file.read_text(encoding="utf-8", errors="replace")
                              if ignore_file.is_file() else None)
         files, skipped = [], []
-        for path in self._walk():
+        for path, real in self._walk():
             if not selected(path, ignore, self.subpath):
                 continue
-            full = self.root / path
-            real = Path(os.path.realpath(full))
-            if not real.is_relative_to(self.root):
+            if not Path(real).is_relative_to(self.root):
                 skipped.append((path, ESCAPES))
                 continue
-            data = real.read_bytes()
+            data = Path(real).read_bytes()
             files.append(SpecFile(path, git_blob_id(data), content=data))
         self.skipped = tuple(skipped)
         return sorted(files, key=lambda f: f.path)
 
-    def _walk(self) -> list[str]:
-        paths = []
+    def _walk(self) -> list[tuple[str, str]]:
+        """(path below the root, real path) of every file. Only a symlink is resolved: a plain file's real
+        path is its folder's, which is resolved once (per-file realpath calls were a fifth of a dry run)."""
+        found: list[tuple[str, str]] = []
         seen_dirs: set[str] = set()
-        for folder, dirs, names in os.walk(self.root, followlinks=True):
-            real = os.path.realpath(folder)
+        pending = [(str(self.root), "")]
+        while pending:
+            folder, relative = pending.pop()
+            real_folder = os.path.realpath(folder)
             # A directory symlink loop, or one leaving the root, is not descended into.
-            if real in seen_dirs or not Path(real).is_relative_to(self.root):
-                dirs[:] = []
+            if real_folder in seen_dirs or not Path(real_folder).is_relative_to(self.root):
                 continue
-            seen_dirs.add(real)
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            relative = os.path.relpath(folder, self.root)
-            for name in names:
-                paths.append(name if relative == "." else f"{relative}/{name}".replace(os.sep, "/"))
-        return paths
+            seen_dirs.add(real_folder)
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    path = f"{relative}{entry.name}"
+                    if entry.is_dir():  # follows a symlink, as a walk with followlinks=True did
+                        if not entry.name.startswith("."):
+                            pending.append((entry.path, f"{path}/"))
+                    elif entry.is_symlink():
+                        found.append((path, os.path.realpath(entry.path)))
+                    else:
+                        found.append((path, os.path.join(real_folder, entry.name)))
+        return found
 
     def _read_resolved(self, path: str) -> bytes:
         full = self.root / path

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from reconciler.health import AgentHealth
@@ -61,14 +61,27 @@ class HealthStore:
                                 for r in connection.execute(select(STATUS).where(STATUS.c.source == self.source))}
             gone = [key for key in self.written if key not in health]
             changed = {key: h for key, h in health.items() if self.written.get(key) != h}
-            for namespace, name in gone:
-                connection.execute(delete(STATUS).where(STATUS.c.namespace == namespace, STATUS.c.name == name))
-            for (namespace, name), h in changed.items():
-                values = {"source": self.source, "ready": h.ready, "detail": h.detail,
-                          "drift": None if h.drift is None else list(h.drift), "observed_at": now}
-                where = (STATUS.c.namespace == namespace) & (STATUS.c.name == name)
-                if connection.execute(update(STATUS).where(where).values(**values)).rowcount == 0:
-                    connection.execute(insert(STATUS).values(namespace=namespace, name=name, **values))
+            # One statement each for the rows gone, changed and new, run over all their rows: a first round
+            # at 10,000 agents writes 10,000 rows, which row by row took seconds of the loop's time.
+            if gone:
+                connection.execute(delete(STATUS).where(STATUS.c.namespace == bindparam("key_namespace"),
+                                                        STATUS.c.name == bindparam("key_name")),
+                                   [{"key_namespace": ns, "key_name": name} for ns, name in gone])
+            rows = {key: {"key_namespace": key[0], "key_name": key[1], "source": self.source, "ready": h.ready,
+                          "detail": h.detail, "drift": None if h.drift is None else list(h.drift),
+                          "observed_at": now} for key, h in changed.items()}
+            known = [row for key, row in rows.items() if key in self.written]
+            if known:
+                where = (STATUS.c.namespace == bindparam("key_namespace")) & (STATUS.c.name == bindparam("key_name"))
+                updated = connection.execute(update(STATUS).where(where), known).rowcount
+                # Rows someone else deleted meanwhile are written again.
+                if connection.dialect.supports_sane_multi_rowcount and updated != len(known):
+                    connection.execute(delete(STATUS).where(where), known)
+                    self.written = {k: v for k, v in self.written.items() if k not in rows}
+            new = [row for key, row in rows.items() if key not in self.written]
+            if new:
+                connection.execute(insert(STATUS).values(namespace=bindparam("key_namespace"),
+                                                         name=bindparam("key_name")), new)
         self.written = dict(health)
         return len(gone) + len(changed)
 
