@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from reconciler.chat.app import create_app
 from reconciler.chat.keys import KeyStore
 from reconciler.cli import main
-from reconciler.store.embedded import connect
+from reconciler.store.state_store import connect
 
 SPEC = """apiVersion: agent-reconciler/v1alpha1
 kind: Agent

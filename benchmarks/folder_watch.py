@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import SPEC, generate  # noqa: E402
 
 from reconciler.config import Settings  # noqa: E402
-from reconciler.store.embedded import open_state  # noqa: E402
+from reconciler.store.state_store import open_state  # noqa: E402
 from reconciler.watcher import FolderWatcher  # noqa: E402
 
 

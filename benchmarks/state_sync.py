@@ -18,7 +18,7 @@ from factories import agent  # noqa: E402
 from reconciler.plan import make_plan  # noqa: E402
 from reconciler.render import RenderSettings, agent_records, render  # noqa: E402
 from reconciler.store import migrate  # noqa: E402
-from reconciler.store.embedded import connect, open_state  # noqa: E402
+from reconciler.store.state_store import connect, open_state  # noqa: E402
 
 COUNT = 10_000
 

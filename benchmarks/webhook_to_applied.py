@@ -1,5 +1,5 @@
 """Seconds from a push webhook's arrival to the change applied, for one changed agent in a
-repository of N specs (default 10,000), embedded state.
+repository of N specs (default 10,000), with the SQLite state and no cluster.
 
 Usage: python benchmarks/webhook_to_applied.py [AGENTS]
 """

@@ -122,7 +122,7 @@ def smoke_after_apply(outcome: Outcome, settings: Settings, output: str) -> int:
     """The smoke cases of what the sync changed; their lines on stdout with text output, else on stderr."""
     from reconciler.agent_test_report import render_text
     from reconciler.smoke import run_smoke, store
-    from reconciler.store.embedded import database_url
+    from reconciler.store.state_store import database_url
 
     report = run_smoke(outcome.revision.parsed, outcome.plan, settings, outcome.revision.id)
     store(report, database_url(settings.database), settings.source_name)

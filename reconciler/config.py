@@ -150,8 +150,8 @@ def examples(*lines: str) -> str:
 
 
 def state_url(database: str | None) -> str:
-    """The state database's SQLAlchemy URL from --database / DATABASE_URL, or the embedded default."""
-    from reconciler.store.embedded import database_url
+    """The state database's SQLAlchemy URL from --database / DATABASE_URL, or the default SQLite file."""
+    from reconciler.store.state_store import database_url
 
     return database_url(database or default_database())
 

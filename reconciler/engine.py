@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from reconciler import guards
@@ -36,7 +35,10 @@ if TYPE_CHECKING:
     # The Kubernetes client and SQLAlchemy are imported only by the runs that use them.
     from reconciler.kube.applying import ApplyResult
     from reconciler.kube.client import Cluster
-    from reconciler.store.embedded import EmbeddedState, SyncResult
+    from reconciler.store.absent import AbsentState
+    from reconciler.store.state_store import StateStore, SyncResult
+
+    State = StateStore | AbsentState
 
 __all__ = ["ClusterApplyFailed", "Clock", "Outcome", "Revision", "compare_revisions", "read_revision", "reconcile",
            "render_revision"]
@@ -83,7 +85,9 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
         if live is None:
             reading = sync.LiveReading(cluster, settings)
     state = open_for(settings, dry_run=dry_run)
-    record_failure = partial(state.record_failure, source=settings.source_name, trigger=trigger)
+
+    def record_failure(**failure: Any) -> None:  # only a run that writes (not a dry run) records one
+        state.record_failure(source=settings.source_name, trigger=trigger, **failure)  # type: ignore[union-attr]
     try:
         revision = read_revision(settings, cache=cache)
     except InvalidRevision as invalid:
@@ -122,9 +126,14 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
     return Outcome(revision, plan, tuple(desired), result, applied)
 
 
-def open_for(settings: Settings, *, dry_run: bool) -> EmbeddedState:
-    """The state database; an apply is refused while the source is suspended."""
-    from reconciler.store.embedded import database_url, open_state  # SQLAlchemy, only when a state is used
+def open_for(settings: Settings, *, dry_run: bool) -> State:
+    """The state database; an apply is refused while the source is suspended. A dry run with no state
+    recorded yet reads it as empty, without importing SQLAlchemy."""
+    from reconciler.store.absent import absent_state
+
+    if dry_run and (absent := absent_state(settings.database)) is not None:
+        return absent
+    from reconciler.store.state_store import database_url, open_state  # SQLAlchemy, only when a state is used
 
     state = open_state(database_url(settings.database), create=not dry_run, lock_timeout=settings.lock_timeout)
     if not dry_run and state.suspended(settings.source_name):
@@ -134,7 +143,7 @@ def open_for(settings: Settings, *, dry_run: bool) -> EmbeddedState:
 
 
 def plan_with_agents(revision: Revision, desired: list[DesiredObject], recorded: list[RecordedObject],
-                     records: list[AgentRecord], settings: Settings, state: EmbeddedState, *,
+                     records: list[AgentRecord], settings: Settings, state: State, *,
                      live: dict[ObjectKey, dict[str, Any]] | None, kept_env: frozenset[str]) -> Plan:
     """The guarded object plan with its agent level; kept container-env Secrets are neither written nor pruned."""
     secret = secret_name(settings.source_name)
@@ -160,7 +169,7 @@ def compare_revisions(settings: Settings, *, base: str, head: str, clock: Clock 
     return Outcome(head_revision, dataclasses.replace(plan, agents=agents, sides=sides), tuple(after))
 
 
-def review_agents(plan: Plan, revision: Revision, records: list[AgentRecord], state: EmbeddedState, *,
+def review_agents(plan: Plan, revision: Revision, records: list[AgentRecord], state: State, *,
                   live: dict[ObjectKey, dict[str, Any]] | None) -> Plan:
     """The plan with its agent level: each agent's earlier side is what its sandbox received (the live
     ConfigMap) on a cluster, else the state's record. The state's record counts as a change of its own
@@ -198,7 +207,7 @@ def review_agents(plan: Plan, revision: Revision, records: list[AgentRecord], st
 
 
 def kept_environment(settings: Settings, live: dict[ObjectKey, dict[str, Any]] | None,
-                     state: EmbeddedState) -> frozenset[str]:
+                     state: State) -> frozenset[str]:
     """With no CONTAINER_ENV_ variable set: the namespaces whose container-env Secret exists, left as it is."""
     if container_env(settings.environ):
         return frozenset()

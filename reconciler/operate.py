@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 @output_option("text", "json")
 def history(database: str | None, source_name: str | None, limit: int, output: str) -> None:
     """List recent sync runs, newest first."""
-    from reconciler.store.embedded import open_state
+    from reconciler.store.state_store import open_state
     state = open_state(state_url(database), create=False)
     runs = state.history(source_name, limit)
     if output == "json":
@@ -166,7 +166,7 @@ def watch(repo: str | None, folder: str | None, branch: str, interval: float, re
 
 
 def _set_suspended(database: str | None, source_name: str, suspended: bool) -> None:
-    from reconciler.store.embedded import open_state
+    from reconciler.store.state_store import open_state
 
     state = open_state(state_url(database), create=True)
     state.set_suspended(source_name, suspended)
@@ -229,7 +229,7 @@ def sync(url: str, webhook_secret: str) -> None:
 def status(database: str | None, source_name: str, sandbox_api_version: str, output: str,
            **options: Any) -> None:
     """Per agent: the synced revision, readiness on the cluster, and the last sync's errors."""
-    from reconciler.store.embedded import open_state
+    from reconciler.store.state_store import open_state
 
     settings = Settings(source_name=source_name, sandbox_api_version=sandbox_api_version,
                         **{k: v for k, v in options.items()
@@ -320,7 +320,7 @@ def migrate(database: str | None, lock_timeout: float) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
     from reconciler.store import migrate as migrations
-    from reconciler.store.embedded import connect
+    from reconciler.store.state_store import connect
 
     url = state_url(database)
     try:

@@ -76,7 +76,7 @@ def run_smoke(parsed: ParsedRevision, plan: Plan, settings: Settings, revision: 
 
 
 def store(report: SmokeReport, database_url: str, source: str) -> None:
-    from reconciler.store.embedded import connect
+    from reconciler.store.state_store import connect
     from reconciler.store.test_runs import record
 
     engine = connect(database_url)
@@ -94,7 +94,7 @@ def counts(results: Sequence[CaseResult]) -> dict[str, int]:
 def after_sync(settings: Settings, metrics: Metrics) -> Callable[[Outcome], None]:
     """For the watch loops: after each successful sync, the smoke cases of what it changed; a failure is
     logged and counted, never raised (the loop goes on; the revision stays applied)."""
-    from reconciler.store.embedded import database_url
+    from reconciler.store.state_store import database_url
 
     def smoke(outcome: Outcome) -> None:
         try:

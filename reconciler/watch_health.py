@@ -52,8 +52,8 @@ class RoundHealth:
 
     def store(self) -> HealthStore:
         if self._store is None:
-            from reconciler.store.embedded import database_url, open_state
             from reconciler.store.observed import HealthStore
+            from reconciler.store.state_store import database_url, open_state
 
             state = open_state(database_url(self.settings.database), create=True,
                                lock_timeout=self.settings.lock_timeout)

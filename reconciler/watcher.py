@@ -30,7 +30,7 @@ from reconciler.plan import Plan
 from reconciler.render import ObjectKey, RenderMemo, managed_kinds
 from reconciler.source.mirror import GitCredentials, GitMirror
 from reconciler.spec.validate import ParseCache
-from reconciler.store.embedded import database_url, open_state
+from reconciler.store.state_store import database_url, open_state
 from reconciler.watch_health import RoundHealth
 
 if TYPE_CHECKING:

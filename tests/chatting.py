@@ -24,7 +24,7 @@ from reconciler.chat.app import create_app
 from reconciler.chat.context import Budget
 from reconciler.chat.keys import KeyStore
 from reconciler.cli import main
-from reconciler.store.embedded import connect
+from reconciler.store.state_store import connect
 
 AGENTS = """apiVersion: agent-reconciler/v1alpha1
 kind: Agent

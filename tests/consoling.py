@@ -27,7 +27,7 @@ from reconciler.cli import main
 from reconciler.config import Settings
 from reconciler.console.routes import ConsoleOptions
 from reconciler.kube.client import connect as connect_cluster
-from reconciler.store.embedded import connect
+from reconciler.store.state_store import connect
 from reconciler.watcher import Watcher
 
 TRIAGE = """apiVersion: agent-reconciler/v1alpha1

@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from reconciler.chat.context import Budget
 from reconciler.chat.gateway import Gateway, GatewayError
-from reconciler.store.embedded import connect
+from reconciler.store.state_store import connect
 
 
 def events(response: httpx.Response) -> list[tuple[str, dict]]:

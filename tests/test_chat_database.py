@@ -14,7 +14,7 @@ from databases import POSTGRES, libpq
 
 from reconciler.chat.app import create_app
 from reconciler.chat.turns import DatabaseOptions
-from reconciler.store.embedded import connect
+from reconciler.store.state_store import connect
 
 
 def _contents(chat_app, session: str) -> list[str]:

@@ -34,7 +34,7 @@ from reconciler.chat import gateway as gateway_module
 from reconciler.chat.app import create_app
 from reconciler.chat.keys import KeyStore
 from reconciler.cli import main
-from reconciler.store.embedded import connect
+from reconciler.store.state_store import connect
 
 EXAMPLES = 40  # per operation in the fuzzing phase (the coverage phase adds its own): bounded for CI
 SEED = 20240601

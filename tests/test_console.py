@@ -10,7 +10,7 @@ import pytest
 from consoling import SOURCE_URL, csrf_of, rows, session_from, sign_in, site, text  # noqa: F401
 
 from reconciler.chat.keys import KeyStore
-from reconciler.store.embedded import connect
+from reconciler.store.state_store import connect
 
 PAGES = ["/ui/agents", "/ui/agents/support/triage", "/ui/agents/support/triage/chat", "/ui/syncs", "/ui/syncs/2",
          "/ui/syncs/3", "/ui/sessions"]

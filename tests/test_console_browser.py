@@ -14,8 +14,8 @@ import pytest
 from consoling import site  # noqa: F401
 from sqlalchemy import update
 
-from reconciler.store.embedded import connect
 from reconciler.store.models import AgentStatus
+from reconciler.store.state_store import connect
 
 CHROMIUM = os.environ.get("RECONCILER_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from reconciler.console.cookies import MAX_AGE, CookieSigner, cookie_secret
-from reconciler.store.embedded import connect
+from reconciler.store.state_store import connect
 
 
 def test_a_session_comes_back_only_from_a_cookie_this_secret_signed_within_its_age():

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from test_cluster import EXT, commit, kube, repo, run  # noqa: F401 - fixtures
 
 from reconciler.cli import main
-from reconciler.store.embedded import connect
 from reconciler.store.models import ChatSession
+from reconciler.store.state_store import connect
 
 TEMPERATURE = "    temperature: 0.2\n"
 

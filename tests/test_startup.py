@@ -60,10 +60,20 @@ def test_commands_that_need_neither_cluster_nor_database_import_neither(repo, tm
     assert modules & HEAVY == set()
 
 
-def test_a_diff_against_the_state_imports_the_database_but_not_the_cluster(repo, tmp_path):
-    modules = imported(tmp_path, "diff", str(repo), "--database", str(tmp_path / "state.db"))
+def test_a_diff_against_a_recorded_state_imports_the_database_but_not_the_cluster(repo, tmp_path):
+    database = str(tmp_path / "state.db")
+    assert "sqlalchemy" in imported(tmp_path, "apply", str(repo), "--database", database)
+    modules = imported(tmp_path, "diff", str(repo), "--database", database)
     assert "sqlalchemy" in modules
     assert modules & {"kubernetes", "fastapi", "uvicorn", "litellm", "jsonschema"} == set()
+
+
+def test_a_diff_with_no_state_recorded_yet_imports_no_database(repo, tmp_path):
+    # A pull request's runner: nothing recorded, so nothing to read, and nothing is written either.
+    for database in (str(tmp_path / "state.db"), f"sqlite:///{tmp_path / 'other.db'}"):
+        modules = imported(tmp_path, "diff", str(repo), "--database", database)
+        assert modules & HEAVY == set()
+        assert not Path(database.removeprefix("sqlite:///")).exists()
 
 
 def test_an_invalid_spec_is_explained_by_jsonschema(tmp_path):

@@ -18,9 +18,9 @@ from reconciler.errors import StateError
 from reconciler.plan import make_plan
 from reconciler.render import RenderSettings, agent_records, render
 from reconciler.store import migrate
-from reconciler.store.embedded import connect, open_state
 from reconciler.store.lock import writer_lock
 from reconciler.store.models import Base
+from reconciler.store.state_store import connect, open_state
 
 PLANTED = "planted-secret-value-7f3a"
 
@@ -317,3 +317,28 @@ def test_connection_lost_mid_sync_leaves_no_half_revision_and_the_next_run_conve
 
 def test_the_head_that_opens_a_database_without_alembic_is_the_scripts_head():
     assert migrate.HEAD == migrate.head()
+
+
+@pytest.mark.parametrize("url", ["sqlite:///rel.db", "sqlite:////abs/x.db", "sqlite://", "sqlite:///:memory:",
+                                 "sqlite:///a%20b.db", "sqlite:///x.db?mode=ro", "sqlite+pysqlite:///y.db",
+                                 "postgresql://u@h/db", "mysql+pymysql://u@h/db"])
+def test_the_sqlite_file_of_a_url_is_the_one_sqlalchemy_opens(url):
+    from sqlalchemy.engine import make_url
+
+    from reconciler.store.absent import sqlite_file
+
+    parsed = make_url(url)
+    expected = (parsed.database if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, ":memory:")
+                else None)
+    found = sqlite_file(url)
+    assert (str(found) if found is not None else None) == expected
+
+
+def test_a_missing_sqlite_file_reads_as_an_empty_state_and_is_not_created(tmp_path):
+    from reconciler.store.absent import AbsentState
+
+    path = tmp_path / "never.db"
+    state = open_state(f"sqlite:///{path}", create=False)
+    assert isinstance(state, AbsentState) and state.engine is None
+    assert (state.recorded_objects("default"), state.agent_hashes("default"), state.history()) == ([], {}, [])
+    assert state.salt() == state.salt() and not path.exists()

@@ -13,7 +13,7 @@ from watching import applied_agents, push, wait_for, watcher
 
 from reconciler.cli import main
 from reconciler.config import Settings
-from reconciler.store.embedded import open_state
+from reconciler.store.state_store import open_state
 
 
 def status_report(tmp_path) -> dict:
@@ -165,7 +165,7 @@ def test_database_lost_while_watching_is_retried_until_it_is_back(tmp_path, remo
     from databases import POSTGRES, postgres_database
 
     from reconciler.store import migrate
-    from reconciler.store.embedded import connect
+    from reconciler.store.state_store import connect
 
     with postgres_database() as url:
         migrate.upgrade(connect(url))

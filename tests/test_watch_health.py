@@ -15,8 +15,8 @@ from watching import push, wait_for, watcher
 from reconciler.cli import main
 from reconciler.config import Settings
 from reconciler.kube.client import connect as connect_cluster
-from reconciler.store.embedded import connect
 from reconciler.store.observed import statuses
+from reconciler.store.state_store import connect
 from reconciler.watcher import FolderWatcher, Watcher
 
 SANDBOXES = ("agents.x-k8s.io", "sandboxes")

@@ -9,7 +9,7 @@ import pytest
 from factories import agent_yaml, git_repo
 
 from reconciler.config import Settings
-from reconciler.store.embedded import open_state
+from reconciler.store.state_store import open_state
 from reconciler.watcher import Watcher
 
 

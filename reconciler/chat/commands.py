@@ -105,7 +105,7 @@ def serve(listen: tuple[str, int], keepalive_timeout: float, gateway_url: str | 
     from reconciler.chat.context import Budget
     from reconciler.chat.turns import DatabaseOptions
     from reconciler.console.routes import ConsoleOptions
-    from reconciler.store.embedded import open_state
+    from reconciler.store.state_store import open_state
 
     logs.configure(also=("uvicorn",))
     state = open_state(state_url(database), create=True, lock_timeout=lock_timeout)
@@ -212,7 +212,7 @@ def revoke_key(name: str, database: str | None) -> None:
 
 
 def _engine(database: str | None) -> Any:
-    from reconciler.store.embedded import open_state
+    from reconciler.store.state_store import open_state
 
     state = open_state(state_url(database), create=True)
     assert state.engine is not None

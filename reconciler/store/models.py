@@ -90,7 +90,7 @@ class Agent(Base):
 
 
 class StoredObject(Base):
-    """An object applied by the embedded backend, in record form (secret values are fingerprints)."""
+    """An object applied through the state store, in record form (secret values are fingerprints)."""
 
     __tablename__ = "objects"
     __table_args__ = (UniqueConstraint("kind", "namespace", "name"), Index(None, "source"))

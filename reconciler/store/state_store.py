@@ -1,4 +1,4 @@
-"""The embedded state: objects, agents and sync runs in a SQL database (SQLite by default).
+"""The state store: objects, agents and sync runs in a SQL database, SQLite (the default) or PostgreSQL.
 
 It stands in for the cluster when none is configured: `apply` records what would be
 applied, so the next plan compares against it. Secret values never reach it: objects are
@@ -24,6 +24,7 @@ from reconciler.errors import StateError
 from reconciler.plan import Change, Plan, RecordedObject
 from reconciler.render import AgentRecord, DesiredObject, ObjectKey, record_digest
 from reconciler.store import migrate, observed
+from reconciler.store.absent import AbsentState, sqlite_file
 from reconciler.store.lock import writer_lock
 from reconciler.store.models import Agent, ChatSession, Meta, StoredObject, SyncRun
 
@@ -68,41 +69,31 @@ def database_url(value: str) -> str:
     return f"sqlite:///{Path(value).expanduser().absolute()}"
 
 
-def _sqlite_path(url: str) -> Path | None:
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-        return None
-    return Path(parsed.database)
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class EmbeddedState:
+class StateStore:
     """Recorded objects of every source, one database. Open with `open_state`."""
 
-    def __init__(self, engine: Engine | None, url: str, *, lock_timeout: float = 60.0) -> None:
+    def __init__(self, engine: Engine, url: str, *, lock_timeout: float = 60.0) -> None:
         self._engine = engine
         self.url = url
         self.lock_timeout = lock_timeout
         self._salt: str | None = None
 
     @property
-    def engine(self) -> Engine | None:
-        """The database engine; None for a SQLite file that does not exist yet (read as empty)."""
+    def engine(self) -> Engine:
         return self._engine
 
     def salt(self) -> str:
         if self._salt is None:
-            self._salt = self._read_salt() if self._engine else secrets.token_hex(16)
+            self._salt = self._read_salt()
         return self._salt
 
     def recorded_objects(self, source: str, desired: Sequence[DesiredObject] | None = None) -> list[RecordedObject]:
         """This source's recorded objects. Given the desired objects, the records of objects whose
         digest matches are not loaded (their `record` is None): unchanged objects cost one short row."""
-        if self._engine is None:
-            return []
         table = StoredObject.__table__
         with self._session() as session:
             if desired is None:
@@ -125,8 +116,6 @@ class EmbeddedState:
 
     def namespaces_with(self, source: str, kind: str, name: str) -> set[str]:
         """The namespaces where this source recorded an object of that kind and name (one short query)."""
-        if self._engine is None:
-            return set()
         table = StoredObject.__table__
         with self._session() as session:
             return set(session.scalars(select(table.c.namespace).where(
@@ -138,7 +127,7 @@ class EmbeddedState:
 
         Rows of `suspended` agents ("namespace/name") are left exactly as they are.
         """
-        engine = self._require()
+        engine = self._engine
         started = _now()
         source, revision = plan.source, plan.revision
         try:
@@ -164,7 +153,7 @@ class EmbeddedState:
     def record_failure(self, *, source: str, revision: str | None, errors: Sequence[str],
                        trigger: str = "cli") -> None:
         """A failed sync run, for history; the agents and objects stay as they were."""
-        engine = self._require()
+        engine = self._engine
         now = _now()
         try:
             with Session(engine) as session, session.begin():
@@ -175,8 +164,6 @@ class EmbeddedState:
             raise StateError(f"could not record the failed sync at {self._shown_url()}: {error}") from None
 
     def agents(self, source: str | None = None, *, include_deleted: bool = False) -> list[Agent]:
-        if self._engine is None:
-            return []
         query = select(Agent).order_by(Agent.namespace, Agent.name)
         if source is not None:
             query = query.where(Agent.source == source)
@@ -187,8 +174,6 @@ class EmbeddedState:
 
     def agent_hashes(self, source: str) -> dict[str, tuple[str, str]]:
         """Each synced agent ("namespace/name") -> (spec hash, spec file): short rows, no spec read."""
-        if self._engine is None:
-            return {}
         table = Agent.__table__
         with self._session() as session:
             rows = session.execute(select(table.c.namespace, table.c.name, table.c.spec_hash, table.c.path)
@@ -197,7 +182,7 @@ class EmbeddedState:
 
     def agent_specs(self, source: str, agents: Collection[str]) -> dict[str, tuple[dict[str, Any], str]]:
         """The recorded spec and spec file of each of `agents` ("namespace/name") that is synced."""
-        if self._engine is None or not agents:
+        if not agents:
             return {}
         wanted = set(agents)
         table = Agent.__table__
@@ -211,7 +196,7 @@ class EmbeddedState:
 
     def session_counts(self, agents: Sequence[str]) -> dict[str, int]:
         """Chat sessions per agent ("namespace/name"); agents without any are left out."""
-        if self._engine is None or not agents:
+        if not agents:
             return {}
         table = ChatSession.__table__
         wanted = {tuple(key.split("/", 1)) for key in agents}
@@ -223,8 +208,6 @@ class EmbeddedState:
         return {f"{ns}/{name}": count for ns, name, count in rows if (ns, name) in wanted}
 
     def history(self, source: str | None = None, limit: int = 20) -> list[SyncRunView]:
-        if self._engine is None:
-            return []
         query = select(SyncRun).order_by(SyncRun.id.desc()).limit(limit)
         if source is not None:
             query = query.where(SyncRun.source == source)
@@ -313,13 +296,11 @@ class EmbeddedState:
 
     def suspended(self, source: str) -> bool:
         """Whether the source is suspended (`reconcile suspend`): nothing of it is applied."""
-        if self._engine is None:
-            return False
         with self._session() as session:
             return session.get(Meta, f"suspended:{source}") is not None
 
     def set_suspended(self, source: str, suspended: bool) -> None:
-        with Session(self._require()) as session, session.begin():
+        with Session(self._engine) as session, session.begin():
             row = session.get(Meta, f"suspended:{source}")
             if suspended and row is None:
                 session.add(Meta(key=f"suspended:{source}", value=_now().isoformat()))
@@ -327,7 +308,7 @@ class EmbeddedState:
                 session.delete(row)
 
     def _read_salt(self) -> str:
-        with Session(self._require()) as session, session.begin():
+        with Session(self._engine) as session, session.begin():
             row = session.get(Meta, SALT_KEY)
             if row is None:
                 row = Meta(key=SALT_KEY, value=secrets.token_hex(16))
@@ -335,12 +316,7 @@ class EmbeddedState:
             return row.value
 
     def _session(self) -> Session:
-        return Session(self._require())
-
-    def _require(self) -> Engine:
-        if self._engine is None:
-            raise StateError(f"no state database at {self._shown_url()}")
-        return self._engine
+        return Session(self._engine)
 
     def _shown_url(self) -> str:
         return make_url(self.url).render_as_string(hide_password=True)
@@ -351,16 +327,16 @@ def _digest(change: Change) -> str:
     return change.desired.digest if change.desired is not None else record_digest(change.after)
 
 
-def open_state(url: str, *, create: bool, lock_timeout: float = 60.0) -> EmbeddedState:
-    """Open the state database; with create=False a missing SQLite file is an empty state, and
+def open_state(url: str, *, create: bool, lock_timeout: float = 60.0) -> StateStore | AbsentState:
+    """Open the state database; with create=False a missing SQLite file is an AbsentState, and
     nothing is written (a dry run leaves no file behind).
 
     A SQLite file is migrated on open (one user, one machine); any other database must have
     been migrated with `reconcile migrate`, and one with a newer schema is refused.
     """
-    path = _sqlite_path(url)
+    path = sqlite_file(url)
     if path is not None and not path.exists() and not create:
-        return EmbeddedState(None, url)
+        return AbsentState(url)
     try:
         engine = connect(url)
         if path is not None:
@@ -372,12 +348,12 @@ def open_state(url: str, *, create: bool, lock_timeout: float = 60.0) -> Embedde
     except SQLAlchemyError as error:
         raise StateError(f"cannot open the state database {make_url(url).render_as_string(hide_password=True)}: "
                          f"{error.__class__.__name__}: {error.orig if hasattr(error, 'orig') else error}") from None
-    return EmbeddedState(engine, url, lock_timeout=lock_timeout)
+    return StateStore(engine, url, lock_timeout=lock_timeout)
 
 
 def connect(url: str) -> Engine:
     """An engine for `url` (no connection is made yet); a SQLite file's folder is created."""
-    path = _sqlite_path(url)
+    path = sqlite_file(url)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
