@@ -116,7 +116,9 @@ def live_state(live: dict[ObjectKey, dict[str, Any]], desired: list[DesiredObjec
         else:
             labels = obj["metadata"].get("labels") or {}
             agent = f"{key.namespace}/{labels[AGENT_LABEL]}" if AGENT_LABEL in labels else None
-            record = shared_with(live_record(obj, target_record, manager=FIELD_MANAGER, salt=salt), target_record)
+            record = live_record(obj, target_record, manager=FIELD_MANAGER, salt=salt)
+            if memo is not None:  # kept from round to round: worth holding once
+                record = shared_with(record, target_record)
             found = RecordedObject(obj["apiVersion"], key.kind, key.namespace, key.name, record, agent)
         kept[key] = (obj, target_record, salt, found)
         recorded.append(found)
