@@ -100,10 +100,16 @@ class AgentRecord:
 
     namespace: str
     name: str
-    spec: dict[str, Any]
     spec_hash: str
     path: str
     revision: str | None
+    agent: AgentSpec = field(repr=False, compare=False)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The spec as stored (`spec_dict`). Made when asked, for the rows written: the watch loop keeps
+        every agent's record between rounds, and a dict each would cost about 14 MB at 10,000 agents."""
+        return spec_dict(self.agent)
 
 
 def comparable(record: dict[str, Any]) -> dict[str, Any]:
@@ -221,7 +227,7 @@ def agent_records(agents: Sequence[AgentSpec], settings: RenderSettings,
 
 def _render_agent(agent: AgentSpec, settings: RenderSettings) -> RenderedAgent:
     data = spec_dict(agent)
-    record = AgentRecord(agent.namespace, agent.name, data, _hash(data), agent.origin.path, settings.revision)
+    record = AgentRecord(agent.namespace, agent.name, _hash(data), agent.origin.path, settings.revision, agent)
     return RenderedAgent(tuple(_agent_objects(agent, data, settings)), record)
 
 

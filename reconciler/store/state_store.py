@@ -258,12 +258,14 @@ class StateStore:
             row = existing.pop(key, None)
             if f"{record.namespace}/{record.name}" in suspended:
                 continue
+            if row == (record.spec_hash, record.path, "synced"):
+                continue
             values = {"spec": record.spec, "spec_hash": record.spec_hash, "path": record.path, "revision": revision,
                       "status": "synced", "updated_at": now, "deleted_at": None}
             if row is None:
                 inserts.append({**values, "namespace": record.namespace, "name": record.name, "source": source,
                                 "created_at": now})
-            elif row != (record.spec_hash, record.path, "synced"):
+            else:
                 changes.append({**values, "k_namespace": record.namespace, "k_name": record.name})
         removed = [{"k_namespace": ns, "k_name": name, "status": "deleted", "updated_at": now, "deleted_at": now}
                    for (ns, name), (_, _, status) in existing.items() if status != "deleted"]
