@@ -51,7 +51,8 @@ def test_objects_alike_share_their_field_sets_and_short_strings_but_read_as_the_
         fields = [o["metadata"]["managedFields"][0]["fieldsV1"] for o in (a, b, c)]
         assert fields[0] is fields[1] is fields[2]
         assert a["data"]["k"] is b["data"]["k"] is c["data"]["k"]
-        assert a["metadata"]["uid"] != b["metadata"]["uid"]
+        assert a["data"] is b["data"] is c["data"] and a["metadata"]["labels"] is c["metadata"]["labels"]
+        assert a["metadata"]["uid"] != b["metadata"]["uid"] and a["metadata"] is not b["metadata"]
     finally:
         cache.stop()
 
@@ -139,6 +140,10 @@ def test_the_watcher_heals_a_hand_edit_and_a_delete_at_once_and_a_no_op_round_as
         # What the first sync wrote is already projected: the next round, the one a push waits for, need not.
         seen = loop.live_cache.snapshot()
         assert seen and all(loop.projections.entries[key][0] is obj for key, obj in seen.items())
+        # A live part equal to the desired one is that very object: the loop holds it once.
+        template = ObjectKey.of("SandboxTemplate", "agents", "b")
+        desired = next(o for _, r in loop.render_memo.agents.values() for o in r.objects if o.key == template)
+        assert seen[template]["spec"]["podTemplate"] is desired.body["spec"]["podTemplate"]
         runs = loop.state.runs
         kube.requests.clear()
         kube.edit(EXT, "sandboxwarmpools", "agents", "b", {"spec": {"replicas": 7}})

@@ -25,6 +25,7 @@ from kubernetes.client.rest import ApiException
 from reconciler.kube.client import Cluster
 from reconciler.kube.listing import collection_path, list_versioned
 from reconciler.render import ObjectKey
+from reconciler.shapes import SharedShapes
 
 log = logging.getLogger("reconciler.cache")
 
@@ -33,7 +34,6 @@ WATCH_SECONDS = 300
 # Memory (see LiveCache._compact): strings up to this length are interned, except these fields' values.
 MAX_INTERNED = 100
 UNIQUE_FIELDS = frozenset({"uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "time"})
-MAX_FIELD_SETS = 10_000
 
 
 @dataclass
@@ -58,7 +58,9 @@ class LiveCache:
     _synced: dict[str, threading.Event] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
-    _field_sets: dict[bytes, dict[str, Any]] = field(default_factory=dict)
+    # Alike parts held once; the watch loop passes its render memo's, so that a live part equal to the
+    # desired one is the very same object.
+    shapes: SharedShapes = field(default_factory=SharedShapes)
 
     def start(self) -> LiveCache:
         for api_version, kind in self.kinds:
@@ -192,14 +194,12 @@ class LiveCache:
 
     def _compact(self, obj: dict[str, Any]) -> dict[str, Any]:
         """The object with what thousands of its kind repeat held once: a parsed object takes about four
-        times its JSON, and interning its short strings and sharing alike field sets halves that."""
+        times its JSON; interning its short strings and sharing alike parts and field sets halves that."""
         for entry in obj.get("metadata", {}).get("managedFields") or ():
             fields = entry.get("fieldsV1")
             if isinstance(fields, dict):
-                entry["fieldsV1"] = self._field_sets.setdefault(orjson.dumps(fields), fields)
-        if len(self._field_sets) > MAX_FIELD_SETS:  # shapes come and go; keep what is current
-            self._field_sets.clear()
-        return _interned(obj)
+                entry["fieldsV1"] = self.shapes.whole(fields)
+        return self.shapes.parts(_interned(obj))
 
     def _notify(self, key: ObjectKey) -> None:
         if self.on_change is not None:

@@ -1,0 +1,66 @@
+"""Alike parts of many objects, held once.
+
+Thousands of agents render, and the cluster lists back, the same containers, resources, probes and
+managed-field sets; the watch loop keeps every one of them between rounds. A part shared here is the
+very same dict or list in each object that has it, so it must never be changed in place: the loop's
+objects are read, copied when changed, never edited.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+# Parts longer than this (as JSON) are rarely alike, and their keys would cost more than they save.
+LARGEST = 1024
+# Shapes come and go (each object's own metadata is one): past this many the table starts again, so it
+# stays small while the shapes thousands of objects repeat are shared again at once.
+LIMIT = 20_000
+
+
+class SharedShapes:
+    def __init__(self, *, largest: int = LARGEST, limit: int = LIMIT) -> None:
+        self.largest, self.limit = largest, limit
+        self._known: dict[bytes, Any] = {}
+        self._ids: set[int] = set()  # of the parts in _known, which are shared already
+
+    def share(self, value: Any) -> Any:
+        """`value` with each dict and list in it, and itself, replaced by an alike one seen before: alike as
+        JSON, so 1, 1.0 and true stay apart, though a dict's keys may come in another order (a server sorts
+        them, a renderer writes them as it goes). Changes `value` in place: pass objects no one else holds."""
+        if id(value) in self._ids:
+            return value
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, (dict, list)):
+                    value[key] = self.share(item)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, (dict, list)):
+                    value[index] = self.share(item)
+        else:
+            return value
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        return self._one(text, value) if len(text) <= self.largest else value
+
+    def parts(self, value: dict[str, Any]) -> dict[str, Any]:
+        """`value` itself, each dict and list in it shared (`share`): for an object whose top level is its own."""
+        for key, item in value.items():
+            if isinstance(item, (dict, list)):
+                value[key] = self.share(item)
+        return value
+
+    def whole(self, value: Any) -> Any:
+        """`value` (of any size) replaced by an alike one seen before, its parts left as they are."""
+        return self._one(orjson.dumps(value, option=orjson.OPT_SORT_KEYS), value)
+
+    def _one(self, text: bytes, value: Any) -> Any:
+        found = self._known.get(text)
+        if found is not None:
+            return found
+        if len(self._known) >= self.limit:
+            self._known.clear()
+            self._ids.clear()
+        self._known[text] = value
+        self._ids.add(id(value))
+        return value
