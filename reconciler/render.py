@@ -190,6 +190,16 @@ class RenderMemo:
     agents: dict[int, tuple[AgentSpec, RenderedAgent]] = field(default_factory=dict)
     # The parts alike across agents (containers, resources, probes) held once; the live cache shares them.
     shapes: SharedShapes = field(default_factory=SharedShapes)
+    _bodies: tuple[dict[int, Any] | None, dict[ObjectKey, dict[str, Any]]] = (None, {})
+
+    def body_of(self, key: ObjectKey) -> dict[str, Any] | None:
+        """The body last rendered for the object (None for one not rendered here, such as a Secret)."""
+        agents = self.agents
+        indexed, bodies = self._bodies
+        if indexed is not agents:  # each render replaces `agents`: index its objects once per render
+            bodies = {o.key: o.body for _, rendered in agents.values() for o in rendered.objects}
+            self._bodies = (agents, bodies)
+        return bodies.get(key)
 
 
 def render_agents(agents: Sequence[AgentSpec], settings: RenderSettings,

@@ -64,3 +64,34 @@ class SharedShapes:
         self._known[text] = value
         self._ids.add(id(value))
         return value
+
+
+def shared_with(record: dict[str, Any], target: dict[str, Any] | None) -> dict[str, Any]:
+    """`record` with each part equal to the same part of `target` replaced by that very part: an object in
+    step with its desired one is then held about once, not twice (at 10,000 agents the difference is about
+    100 MB). Neither is changed; parts that differ are new dicts."""
+    if target is None:
+        return record
+    shared: dict[str, Any] = {}
+    same = len(record) == len(target)
+    for key, value in record.items():
+        other = target.get(key, _ABSENT)
+        if isinstance(value, dict) and isinstance(other, dict):
+            part = shared_with(value, other)
+        else:
+            part = other if _exactly_equal(value, other) else value
+        shared[key] = part
+        same = same and part is other
+    return target if same else shared
+
+
+_ABSENT = object()
+
+
+def _exactly_equal(a: Any, b: Any) -> bool:
+    # 0 == False and 1 == 1.0 in Python; a record keeps what the server said.
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):  # keys in any order, as in dicts
+        return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(b, option=orjson.OPT_SORT_KEYS)
+    return bool(a == b)

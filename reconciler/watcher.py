@@ -127,7 +127,8 @@ class Watcher:
             return
         self.live_cache = LiveCache(self.cluster, managed_kinds(self.settings.sandbox_api_version),
                                     owner_selector(self.settings.source_name),
-                                    on_change=self._cluster_changed, shapes=self.render_memo.shapes).start()
+                                    on_change=self._cluster_changed, shapes=self.render_memo.shapes,
+                                    counterpart=self.render_memo.body_of).start()
         if not self.live_cache.wait_synced(timeout):
             log.warning("the live cache is not filled after %.0f s; rounds list the cluster until it is", timeout)
 
@@ -236,6 +237,8 @@ class Watcher:
             return
         self._remember(outcome.cluster)
         if cache is not None and live is not None:
+            if self.state.applied is None:  # the first round: what the first LIST held meets its desired body
+                cache.share_all()
             self.projections.warm(cache.snapshot())
         self.metrics.reconciled(settings.source_name, time.monotonic() - started, "succeeded", outcome.plan, head)
         self.state.applied, self.state.last_error, self.state.plan = head, None, outcome.plan

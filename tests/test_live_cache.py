@@ -13,6 +13,7 @@ from reconciler.kube.cache import LiveCache
 from reconciler.kube.client import connect
 from reconciler.kube.live import owner_selector
 from reconciler.render import ObjectKey, managed_kinds
+from reconciler.shapes import SharedShapes, shared_with
 
 EXT, CORE = "extensions.agents.x-k8s.io", "agents.x-k8s.io"
 
@@ -166,8 +167,6 @@ def test_the_watcher_heals_a_hand_edit_and_a_delete_at_once_and_a_no_op_round_as
 
 
 def test_a_live_record_shares_the_parts_equal_to_the_desired_record_and_keeps_what_the_server_said():
-    from reconciler.cluster_sync import shared_with
-
     desired = {"metadata": {"labels": {"a": "1"}, "annotations": {"rev": "r2"}}, "spec": {"items": [1, 2], "n": 0}}
     live = {"metadata": {"labels": {"a": "1"}, "annotations": {"rev": "r1"}}, "spec": {"items": [1, 2], "n": False}}
     shared = shared_with(live, desired)
@@ -177,3 +176,34 @@ def test_a_live_record_shares_the_parts_equal_to_the_desired_record_and_keeps_wh
     assert shared["spec"]["items"] is desired["spec"]["items"]
     assert shared_with({"spec": {"items": [1, 2], "n": 0}, "metadata": dict(desired["metadata"])}, desired) is desired
     assert type(shared_with({"x": 1.0}, {"x": 1})["x"]) is float
+
+
+def test_a_restarted_watcher_holds_the_parts_of_objects_already_in_step_once(kube, cluster, tmp_path, remote):
+    push(remote, {"b.yaml": agent_yaml("b", mode="warm-pool")})
+    first = watcher(tmp_path, remote, cluster=cluster)
+    first.start_cache()
+    first.run(once=True)
+    first.shutdown()
+    # A new process: its first LIST comes before anything is rendered, and its first round changes nothing.
+    again = watcher(tmp_path, remote, cluster=cluster)
+    again.render_memo.shapes = SharedShapes(limit=1)  # no table of alike parts: only the desired body shares
+    again.start_cache()
+    kube.requests.clear()
+    again.run(once=True)
+    try:
+        assert again.state.plan is not None and not again.state.plan.has_changes
+        assert [m for m, _, q in kube.requests if "watch=true" not in q] == []
+        template = ObjectKey.of("SandboxTemplate", "agents", "b")
+        live = again.live_cache.snapshot()[template]
+        assert live["spec"]["podTemplate"] is again.render_memo.body_of(template)["spec"]["podTemplate"]
+        assert live["metadata"]["uid"] == kube.get(EXT, "sandboxtemplates", "agents", "b")["metadata"]["uid"]
+    finally:
+        again.shutdown()
+
+
+def test_lists_alike_but_for_the_order_of_keys_in_their_dicts_are_shared():
+    desired = {"containers": [{"name": "agent", "image": "x:1"}]}
+    live = {"containers": [{"image": "x:1", "name": "agent"}]}  # keys sorted, as a server sends them
+    assert shared_with(live, desired)["containers"] is desired["containers"]
+    assert shared_with({"containers": [{"image": "x:1", "name": 0}]}, {"containers": [{"name": False, "image": "x:1"}]})[
+        "containers"][0]["name"] == 0

@@ -25,7 +25,7 @@ from kubernetes.client.rest import ApiException
 from reconciler.kube.client import Cluster
 from reconciler.kube.listing import collection_path, list_versioned
 from reconciler.render import ObjectKey
-from reconciler.shapes import SharedShapes
+from reconciler.shapes import SharedShapes, shared_with
 
 log = logging.getLogger("reconciler.cache")
 
@@ -61,6 +61,8 @@ class LiveCache:
     # Alike parts held once; the watch loop passes its render memo's, so that a live part equal to the
     # desired one is the very same object.
     shapes: SharedShapes = field(default_factory=SharedShapes)
+    # The desired body of an object, if any: the parts of a cached object equal to it are taken from it.
+    counterpart: Callable[[ObjectKey], dict[str, Any] | None] | None = None
 
     def start(self) -> LiveCache:
         for api_version, kind in self.kinds:
@@ -199,7 +201,21 @@ class LiveCache:
             fields = entry.get("fieldsV1")
             if isinstance(fields, dict):
                 entry["fieldsV1"] = self.shapes.whole(fields)
-        return self.shapes.parts(_interned(obj))
+        obj = self.shapes.parts(_interned(obj))
+        desired = self.counterpart(_key(obj)) if self.counterpart is not None else None
+        return shared_with(obj, desired) if desired is not None else obj
+
+    def share_all(self) -> int:
+        """Compact again the objects cached before their desired bodies were known (the first LIST of a
+        process, when the cluster is already in step); returns how many changed."""
+        changed = 0
+        for key, obj in self.snapshot().items():
+            again = self._compact(obj)
+            with self._lock:
+                if again is not obj and self._objects.get(key) is obj:  # not replaced by an event meanwhile
+                    self._objects[key] = again
+                    changed += 1
+        return changed
 
     def _notify(self, key: ObjectKey) -> None:
         if self.on_change is not None:
