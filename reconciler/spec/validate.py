@@ -1,6 +1,7 @@
 """Spec files of one revision -> validated AgentSpecs, or every problem found. Pure."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -97,7 +98,9 @@ def parse_revision(files: Sequence[SpecInput], *, read_file: FileReader, display
                 agent, found = _parse_document(doc, path, read_file=read_file, default_namespace=default_namespace)
             file_problems.extend(found)
             if agent is not None:
-                file_agents.append((agent, doc))
+                # Only its place is needed from here on (positions of cross-file problems), and the parse
+                # cache keeps it for every file: the parsed data would be a second copy of the agent.
+                file_agents.append((agent, dataclasses.replace(doc, data=None)))
         problems.extend(file_problems)
         parsed.extend(file_agents)
         documents += len(docs)
