@@ -13,7 +13,6 @@ from typing import Any, NamedTuple
 import orjson
 
 from reconciler.agent_config import CONFIG_DIR, config_data, env_entry, spec_dict
-from reconciler.shapes import SharedShapes
 from reconciler.spec.model import AgentSpec, Origin
 
 SANDBOX_GROUP = "agents.x-k8s.io"
@@ -188,8 +187,6 @@ class RenderMemo:
 
     settings_key: tuple[Any, ...] = ()
     agents: dict[int, tuple[AgentSpec, RenderedAgent]] = field(default_factory=dict)
-    # The parts alike across agents (containers, resources, probes) held once; the live cache shares them.
-    shapes: SharedShapes = field(default_factory=SharedShapes)
     _bodies: tuple[dict[int, Any] | None, dict[ObjectKey, dict[str, Any]]] = (None, {})
 
     def body_of(self, key: ObjectKey) -> dict[str, Any] | None:
@@ -219,13 +216,7 @@ def render_agents(agents: Sequence[AgentSpec], settings: RenderSettings,
     kept: dict[int, tuple[AgentSpec, RenderedAgent]] = {}
     for agent in agents:
         entry = known.get(id(agent))
-        if entry is not None and entry[0] is agent:
-            rendered = entry[1]
-        else:
-            rendered = _render_agent(agent, settings)
-            if memo is not None:
-                for obj in rendered.objects:
-                    memo.shapes.parts(obj.body)
+        rendered = entry[1] if entry is not None and entry[0] is agent else _render_agent(agent, settings)
         kept[id(agent)] = (agent, rendered)
         objects.extend(rendered.objects)
     if memo is not None:

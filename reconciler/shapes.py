@@ -1,6 +1,6 @@
 """Alike parts of many objects, held once.
 
-Thousands of agents render, and the cluster lists back, the same containers, resources, probes and
+The cluster lists back, for thousands of agents, the same containers, resources, probes and
 managed-field sets; the watch loop keeps every one of them between rounds. A part shared here is the
 very same dict or list in each object that has it, so it must never be changed in place: the loop's
 objects are read, copied when changed, never edited.

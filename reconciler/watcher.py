@@ -127,8 +127,7 @@ class Watcher:
             return
         self.live_cache = LiveCache(self.cluster, managed_kinds(self.settings.sandbox_api_version),
                                     owner_selector(self.settings.source_name),
-                                    on_change=self._cluster_changed, shapes=self.render_memo.shapes,
-                                    counterpart=self.render_memo.body_of).start()
+                                    on_change=self._cluster_changed, counterpart=self.render_memo.body_of).start()
         if not self.live_cache.wait_synced(timeout):
             log.warning("the live cache is not filled after %.0f s; rounds list the cluster until it is", timeout)
 
