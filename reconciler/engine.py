@@ -36,9 +36,10 @@ if TYPE_CHECKING:
     from reconciler.kube.applying import ApplyResult
     from reconciler.kube.client import Cluster
     from reconciler.store.absent import AbsentState
+    from reconciler.store.reads import SqliteReader
     from reconciler.store.state_store import StateStore, SyncResult
 
-    State = StateStore | AbsentState
+    State = StateStore | SqliteReader | AbsentState
 
 __all__ = ["ClusterApplyFailed", "Clock", "Outcome", "Revision", "compare_revisions", "read_revision", "reconcile",
            "render_revision"]
@@ -128,11 +129,17 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
 
 def open_for(settings: Settings, *, dry_run: bool) -> State:
     """The state database; an apply is refused while the source is suspended. A dry run with no state
-    recorded yet reads it as empty, without importing SQLAlchemy."""
-    from reconciler.store.absent import absent_state
+    recorded yet reads it as empty, and one on a SQLite file of the current schema reads it with
+    sqlite3, both without importing SQLAlchemy."""
+    from reconciler.store.absent import AbsentState, sqlite_file
 
-    if dry_run and (absent := absent_state(settings.database)) is not None:
-        return absent
+    if dry_run and (path := sqlite_file(settings.database)) is not None:
+        if not path.exists():
+            return AbsentState(settings.database)
+        from reconciler.store.reads import open_sqlite_reader
+
+        if (reader := open_sqlite_reader(settings.database, path)) is not None:
+            return reader
     from reconciler.store.state_store import database_url, open_state  # SQLAlchemy, only when a state is used
 
     state = open_state(database_url(settings.database), create=not dry_run, lock_timeout=settings.lock_timeout)
@@ -202,7 +209,7 @@ def review_agents(plan: Plan, revision: Revision, records: list[AgentRecord], st
     deleted = [key for key in known if key not in heads]
     sessions = state.session_counts(deleted) if deleted else {}
     agents = plan_agents(plan.changes, revision.parsed.agents, EarlierSides(known, load), recorded=recorded,
-                         current=current, sessions=sessions if state.engine is not None else None)
+                         current=current, sessions=sessions)
     return dataclasses.replace(plan, agents=agents, sides=("live" if live is not None else "recorded", "desired"))
 
 

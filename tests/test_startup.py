@@ -60,12 +60,22 @@ def test_commands_that_need_neither_cluster_nor_database_import_neither(repo, tm
     assert modules & HEAVY == set()
 
 
-def test_a_diff_against_a_recorded_state_imports_the_database_but_not_the_cluster(repo, tmp_path):
+def test_a_diff_against_a_recorded_sqlite_state_reads_it_without_the_database_stack(repo, tmp_path):
     database = str(tmp_path / "state.db")
     assert "sqlalchemy" in imported(tmp_path, "apply", str(repo), "--database", database)
+    assert imported(tmp_path, "diff", str(repo), "--database", database) & HEAVY == set()
+
+
+def test_a_diff_against_an_older_sqlite_schema_migrates_it_first(repo, tmp_path):
+    from reconciler.store import migrate
+    from reconciler.store.state_store import connect
+
+    database = str(tmp_path / "state.db")
+    migrate.upgrade(connect(f"sqlite:///{database}"), target="0003")
     modules = imported(tmp_path, "diff", str(repo), "--database", database)
-    assert "sqlalchemy" in modules
+    assert {"sqlalchemy", "alembic"} <= modules
     assert modules & {"kubernetes", "fastapi", "uvicorn", "litellm", "jsonschema"} == set()
+    assert migrate.current(connect(f"sqlite:///{database}").connect()) == migrate.head()
 
 
 def test_a_diff_with_no_state_recorded_yet_imports_no_database(repo, tmp_path):

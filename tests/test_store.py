@@ -342,3 +342,41 @@ def test_a_missing_sqlite_file_reads_as_an_empty_state_and_is_not_created(tmp_pa
     assert isinstance(state, AbsentState) and state.engine is None
     assert (state.recorded_objects("default"), state.agent_hashes("default"), state.history()) == ([], {}, [])
     assert state.salt() == state.salt() and not path.exists()
+
+
+def test_a_dry_runs_sqlite_reader_reads_what_the_state_store_reads(tmp_path):
+    from reconciler.store.reads import SqliteReader, open_sqlite_reader
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    state = open_state(url, create=True)
+    a, b = agent("a"), agent("b", mode="warm-pool")
+    plan, _ = sync(state, [a, b], "r1")
+    with connect(url).begin() as connection:
+        connection.execute(text("INSERT INTO chat_sessions (id, agent_namespace, agent_name, created_at, updated_at) "
+                                "VALUES ('s1', 'agents', 'b', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+    state.set_suspended("main", True)
+    reader = open_sqlite_reader(url, tmp_path / "state.db")
+    assert isinstance(reader, SqliteReader)
+    desired = [c.desired for c in plan.changes]
+    changed = [replace(desired[0], record={**desired[0].record, "changed": True}), *desired[1:]]
+    for read in (lambda s: s.salt(), lambda s: s.recorded_objects("main"), lambda s: s.recorded_objects("main", changed),
+                 lambda s: s.agent_hashes("main"), lambda s: s.agent_specs("main", ["agents/a", "agents/x"]),
+                 lambda s: s.session_counts(["agents/a", "agents/b"]), lambda s: s.suspended("main"),
+                 lambda s: s.suspended("other"), lambda s: s.namespaces_with("main", "Secret", desired[0].name)):
+        assert read(reader) == read(state)
+    objects = reader.recorded_objects("main", changed)
+    assert objects[0].record is not None and all(o.record is None for o in objects[1:])
+    assert reader.session_counts(["agents/b"]) == {"agents/b": 1} and reader.suspended("main")
+
+
+def test_the_sqlite_reader_leaves_an_older_schema_or_a_file_that_is_no_state_to_the_state_store(tmp_path):
+    from reconciler.store.reads import open_sqlite_reader
+
+    path = tmp_path / "state.db"
+    engine = connect(f"sqlite:///{path}")
+    migrate.upgrade(engine, target="0003")
+    assert open_sqlite_reader(str(path), path) is None
+    (tmp_path / "notes.txt").write_text("not a database\n")
+    assert open_sqlite_reader(str(tmp_path / "notes.txt"), tmp_path / "notes.txt") is None
+    migrate.upgrade(engine)
+    assert open_sqlite_reader(str(path), path) is not None

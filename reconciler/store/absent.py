@@ -26,12 +26,6 @@ def sqlite_file(database: str) -> Path | None:
     return None if name in ("", ":memory:") else Path(name)
 
 
-def absent_state(database: str) -> AbsentState | None:
-    """An AbsentState when `database` names a SQLite file that does not exist, else None."""
-    path = sqlite_file(database)
-    return AbsentState(database) if path is not None and not path.exists() else None
-
-
 class AbsentState:
     """Every read of a state that was never written: nothing recorded, no agents, no runs. Nothing is
     written either, so a dry run leaves no file behind; commands that write open a StateStore."""
@@ -61,8 +55,8 @@ class AbsentState:
     def agent_specs(self, source: str, agents: Collection[str]) -> dict[str, tuple[dict[str, Any], str]]:
         return {}
 
-    def session_counts(self, agents: Sequence[str]) -> dict[str, int]:
-        return {}
+    def session_counts(self, agents: Sequence[str]) -> dict[str, int] | None:
+        return None  # not known: no state was recorded here
 
     def history(self, source: str | None = None, limit: int = 20) -> list[Any]:
         return []

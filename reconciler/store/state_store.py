@@ -15,22 +15,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import bindparam, create_engine, delete, event, insert, select, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from reconciler.errors import StateError
 from reconciler.plan import Change, Plan, RecordedObject
-from reconciler.render import AgentRecord, DesiredObject, ObjectKey, record_digest
-from reconciler.store import migrate, observed
+from reconciler.render import AgentRecord, DesiredObject, record_digest
+from reconciler.store import migrate, observed, reads
 from reconciler.store.absent import AbsentState, sqlite_file
 from reconciler.store.lock import writer_lock
-from reconciler.store.models import Agent, ChatSession, Meta, StoredObject, SyncRun
-
-SALT_KEY = "secret_fingerprint_salt"
-# How long a SQLite connection waits for another one's write lock.
-SQLITE_BUSY_MS = 10_000
+from reconciler.store.models import Agent, Meta, StoredObject, SyncRun
+from reconciler.store.reads import SQLITE_BUSY_MS
 
 
 @dataclass(frozen=True)
@@ -91,35 +88,15 @@ class StateStore:
             self._salt = self._read_salt()
         return self._salt
 
+    def _rows(self, sql: str, params: dict[str, Any]) -> Sequence[Any]:
+        with self._engine.connect() as connection:
+            return connection.execute(text(sql), params).all()
+
     def recorded_objects(self, source: str, desired: Sequence[DesiredObject] | None = None) -> list[RecordedObject]:
-        """This source's recorded objects. Given the desired objects, the records of objects whose
-        digest matches are not loaded (their `record` is None): unchanged objects cost one short row."""
-        table = StoredObject.__table__
-        with self._session() as session:
-            if desired is None:
-                rows = session.execute(
-                    select(table.c.api_version, table.c.kind, table.c.namespace, table.c.name, table.c.record,
-                           table.c.agent, table.c.digest).where(table.c.source == source)).all()
-                return [RecordedObject(*row) for row in rows]
-            wanted = {o.key: o.digest for o in desired}
-            rows = session.execute(
-                select(table.c.id, table.c.api_version, table.c.kind, table.c.namespace, table.c.name,
-                       table.c.agent, table.c.digest).where(table.c.source == source)).all()
-            needed = [row.id for row in rows
-                      if wanted.get(ObjectKey.of(row.kind, row.namespace, row.name)) != row.digest]
-            records: dict[int, dict[str, Any]] = {}
-            for start in range(0, len(needed), 1000):
-                chunk = needed[start:start + 1000]
-                records.update(session.execute(select(table.c.id, table.c.record).where(table.c.id.in_(chunk))).all())
-        return [RecordedObject(row.api_version, row.kind, row.namespace, row.name, records.get(row.id), row.agent,
-                               row.digest) for row in rows]
+        return reads.recorded_objects(self._rows, source, desired)
 
     def namespaces_with(self, source: str, kind: str, name: str) -> set[str]:
-        """The namespaces where this source recorded an object of that kind and name (one short query)."""
-        table = StoredObject.__table__
-        with self._session() as session:
-            return set(session.scalars(select(table.c.namespace).where(
-                table.c.source == source, table.c.kind == kind, table.c.name == name)))
+        return reads.namespaces_with(self._rows, source, kind, name)
 
     def apply(self, plan: Plan, agents: Sequence[AgentRecord], *, trigger: str = "cli",
               suspended: frozenset[str] = frozenset()) -> SyncResult:
@@ -173,39 +150,13 @@ class StateStore:
             return list(session.scalars(query))
 
     def agent_hashes(self, source: str) -> dict[str, tuple[str, str]]:
-        """Each synced agent ("namespace/name") -> (spec hash, spec file): short rows, no spec read."""
-        table = Agent.__table__
-        with self._session() as session:
-            rows = session.execute(select(table.c.namespace, table.c.name, table.c.spec_hash, table.c.path)
-                                   .where(table.c.source == source, table.c.status == "synced"))
-            return {f"{ns}/{name}": (spec_hash, path) for ns, name, spec_hash, path in rows}
+        return reads.agent_hashes(self._rows, source)
 
     def agent_specs(self, source: str, agents: Collection[str]) -> dict[str, tuple[dict[str, Any], str]]:
-        """The recorded spec and spec file of each of `agents` ("namespace/name") that is synced."""
-        if not agents:
-            return {}
-        wanted = set(agents)
-        table = Agent.__table__
-        query = select(table.c.namespace, table.c.name, table.c.spec, table.c.path).where(
-            table.c.source == source, table.c.status == "synced")
-        if len(wanted) <= 500:  # else one read of the source beats a long IN list
-            query = query.where(table.c.name.in_(sorted({key.split("/", 1)[1] for key in wanted})))
-        with self._session() as session:
-            found = {f"{ns}/{name}": (spec, path) for ns, name, spec, path in session.execute(query)}
-        return {key: value for key, value in found.items() if key in wanted}
+        return reads.agent_specs(self._rows, source, agents)
 
-    def session_counts(self, agents: Sequence[str]) -> dict[str, int]:
-        """Chat sessions per agent ("namespace/name"); agents without any are left out."""
-        if not agents:
-            return {}
-        table = ChatSession.__table__
-        wanted = {tuple(key.split("/", 1)) for key in agents}
-        with self._session() as session:
-            rows = session.execute(
-                select(table.c.agent_namespace, table.c.agent_name, func.count())
-                .where(table.c.agent_namespace.in_(sorted({ns for ns, _ in wanted})))
-                .group_by(table.c.agent_namespace, table.c.agent_name)).all()
-        return {f"{ns}/{name}": count for ns, name, count in rows if (ns, name) in wanted}
+    def session_counts(self, agents: Sequence[str]) -> dict[str, int] | None:
+        return reads.session_counts(self._rows, agents)
 
     def history(self, source: str | None = None, limit: int = 20) -> list[SyncRunView]:
         query = select(SyncRun).order_by(SyncRun.id.desc()).limit(limit)
@@ -297,9 +248,7 @@ class StateStore:
                              + " (remove them from that source first, or use another namespace)")
 
     def suspended(self, source: str) -> bool:
-        """Whether the source is suspended (`reconcile suspend`): nothing of it is applied."""
-        with self._session() as session:
-            return session.get(Meta, f"suspended:{source}") is not None
+        return reads.suspended(self._rows, source)
 
     def set_suspended(self, source: str, suspended: bool) -> None:
         with Session(self._engine) as session, session.begin():
@@ -311,9 +260,9 @@ class StateStore:
 
     def _read_salt(self) -> str:
         with Session(self._engine) as session, session.begin():
-            row = session.get(Meta, SALT_KEY)
+            row = session.get(Meta, reads.SALT_KEY)
             if row is None:
-                row = Meta(key=SALT_KEY, value=secrets.token_hex(16))
+                row = Meta(key=reads.SALT_KEY, value=secrets.token_hex(16))
                 session.add(row)
             return row.value
 
