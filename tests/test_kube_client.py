@@ -89,3 +89,14 @@ def test_the_client_counts_its_requests_by_verb_as_the_server_saw_them(tmp_path)
                        for method, _path, query in kube.requests)
         assert cluster.api.requests == seen
         assert cluster.api.requests["LIST"] == 2 and cluster.api.requests["GET"] == 1
+
+
+def test_the_client_keeps_a_connection_for_each_writer_whatever_the_cpu_count(tmp_path):
+    from fakekube import FakeKube
+
+    from reconciler.kube.client import connect
+
+    with FakeKube() as kube:
+        cluster = connect(kubeconfig=str(kube.kubeconfig(tmp_path / "kubeconfig")))
+        # urllib3 drops connections beyond its pool (5 per CPU by default): 64 writers must not.
+        assert cluster.api.rest_client.pool_manager.connection_pool_kw["maxsize"] >= 64

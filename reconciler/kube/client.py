@@ -17,6 +17,8 @@ from kubernetes.config.config_exception import ConfigException
 
 from reconciler.errors import ConfigError
 
+# Up to 64 writers (--concurrency) and the kinds listed at once each keep a connection.
+POOL_CONNECTIONS = 72
 FIELD_MANAGER = "agent-reconciler"
 RETRIED = {429, 500, 502, 503, 504}
 T = TypeVar("T")
@@ -126,6 +128,8 @@ def connect(*, kubeconfig: str | None, context: str | None = None, in_cluster: b
             config.load_incluster_config(client_configuration=configuration)
         else:
             config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+        # A connection for each writer and lister at once, whatever the CPU count (the default is 5 per CPU).
+        configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, POOL_CONNECTIONS)
         api = CountingApiClient(configuration)
     except (ConfigException, OSError, TypeError) as error:
         where = "in-cluster service account" if in_cluster else f"kubeconfig {kubeconfig}"
