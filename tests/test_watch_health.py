@@ -108,17 +108,26 @@ def test_the_folder_watch_records_them_too(tmp_path):
     assert {k: (v.ready, v.drift) for k, v in recorded.items()} == {("agents", "a"): (None, None)}
 
 
-def test_a_round_in_which_nothing_changed_writes_nothing_and_asks_nothing(tmp_path):
+@pytest.fixture
+def counted(tmp_path):
+    """A migrated SQLite state and the list of statements run on it."""
     from sqlalchemy import event
 
-    from reconciler.health import AgentHealth
     from reconciler.store import migrate
-    from reconciler.store.observed import HealthStore
 
     engine = connect(f"sqlite:///{tmp_path / 'state.db'}")
     migrate.upgrade(engine)
     statements: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda _c, _cur, sql, *_: statements.append(sql))
+    yield engine, statements
+    engine.dispose()
+
+
+def test_a_round_in_which_nothing_changed_writes_nothing_and_asks_nothing(counted):
+    from reconciler.health import AgentHealth
+    from reconciler.store.observed import HealthStore
+
+    engine, statements = counted
     store = HealthStore(engine, "default")
     health = {("agents", "a"): AgentHealth(True, "1/1 ready", ()), ("agents", "b"): AgentHealth(None, "", ())}
     assert store.write(health) == 2
@@ -127,20 +136,15 @@ def test_a_round_in_which_nothing_changed_writes_nothing_and_asks_nothing(tmp_pa
     assert store.write(dict(health)) == 0 and len(statements) == written
     assert store.write({("agents", "a"): AgentHealth(False, "0/1 ready", ())}) == 2  # a changed, b gone
     assert {k: v.ready for k, v in statuses(engine).items()} == {("agents", "a"): False}
-    engine.dispose()
 
 
-def test_many_rows_are_written_in_a_few_statements_and_a_row_deleted_meanwhile_comes_back(tmp_path):
-    from sqlalchemy import delete, event
+def test_many_rows_are_written_in_a_few_statements_and_a_row_deleted_meanwhile_comes_back(counted):
+    from sqlalchemy import delete
 
     from reconciler.health import AgentHealth
-    from reconciler.store import migrate
     from reconciler.store.observed import STATUS, HealthStore
 
-    engine = connect(f"sqlite:///{tmp_path / 'state.db'}")
-    migrate.upgrade(engine)
-    statements: list[str] = []
-    event.listen(engine, "before_cursor_execute", lambda _c, _cur, sql, *_: statements.append(sql))
+    engine, statements = counted
     store = HealthStore(engine, "default")
     health = {("agents", f"a{i}"): AgentHealth(None, "not on the cluster yet", ()) for i in range(500)}
     assert store.write(health) == 500
@@ -152,4 +156,3 @@ def test_many_rows_are_written_in_a_few_statements_and_a_row_deleted_meanwhile_c
     assert store.write(changed) == 500
     recorded = statuses(engine)
     assert len(recorded) == 500 and all(s.ready for s in recorded.values())
-    engine.dispose()
