@@ -156,7 +156,7 @@ def test_the_watcher_heals_a_hand_edit_and_a_delete_at_once_and_a_no_op_round_as
         # A round with nothing to do: no LIST, no write; only the open watches.
         kube.requests.clear()
         runs = loop.state.runs
-        loop.changed.set()
+        loop.state.last_sync = None  # a round now, as the resync would start one
         loop.wake.set()
         wait_for(lambda: loop.state.runs > runs)
         asked = [(m, p, q) for m, p, q in kube.requests if "watch=true" not in q]
@@ -209,3 +209,25 @@ def test_lists_alike_but_for_the_order_of_keys_in_their_dicts_are_shared():
     assert shared_with(live, desired)["containers"] is desired["containers"]
     other = shared_with({"containers": [{"image": "x:1", "name": 0}]}, {"containers": [{"name": False, "image": "x:1"}]})
     assert other["containers"][0]["name"] == 0 and other["containers"][0]["name"] is not False
+
+
+def test_a_write_of_ours_whose_watch_event_came_before_its_answer_is_no_change(kube, cluster):
+    changed: list[ObjectKey] = []
+    cache = LiveCache(cluster, [("v1", "ConfigMap")], owner_selector("default"), on_change=changed.append).start()
+    try:
+        assert cache.wait_synced(10)
+        ours = config_map(kube, "ours", "1")
+        key = ObjectKey.of("ConfigMap", "agents", "ours")
+        wait_for(lambda: key in changed)  # the event first, as a busy writer can see it
+        cache.record(ours)  # then the server's answer to the write
+        theirs = config_map(kube, "theirs", "1")
+        wait_for(lambda: ObjectKey.of("ConfigMap", "agents", "theirs") in changed)
+        cache.record({**theirs, "metadata": {**theirs["metadata"], "resourceVersion": "1"}})  # an older answer
+        assert cache.take_changes() == {ObjectKey.of("ConfigMap", "agents", "theirs")}
+        assert cache.take_changes() == set()
+        kube.delete("", "configmaps", "agents", "ours", dry_run=False)
+        wait_for(lambda: key not in cache.snapshot())
+        cache.forget(key)  # our own delete, its event first
+        assert cache.take_changes() == set()
+    finally:
+        cache.stop()

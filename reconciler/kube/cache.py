@@ -64,6 +64,8 @@ class LiveCache:
     # that an object in step is held about once. (Sharing rendered parts among themselves instead made the
     # render leave more memory behind than it saved.)
     counterpart: Callable[[ObjectKey], dict[str, Any] | None] | None = None
+    # Objects reported changed since the last take_changes, with the version that did (None: deleted).
+    _changes: dict[ObjectKey, str | None] = field(default_factory=dict)
 
     def start(self) -> LiveCache:
         for api_version, kind in self.kinds:
@@ -95,9 +97,19 @@ class LiveCache:
         self._put(_key(obj), obj, notify=False)
 
     def forget(self, key: ObjectKey) -> None:
-        """An object we deleted ourselves."""
+        """An object we deleted ourselves: its DELETED event, if it came first, was no change."""
         with self._lock:
             self._objects.pop(key, None)
+            if key in self._changes and self._changes[key] is None:
+                del self._changes[key]
+
+    def take_changes(self) -> set[ObjectKey]:
+        """The objects changed under us since the last call. A write of ours whose watch event arrived
+        before the server's answer to it is not among them: it would cost a whole round for nothing."""
+        with self._lock:
+            changes = set(self._changes)
+            self._changes.clear()
+        return changes
 
     # --- one thread per kind -------------------------------------------------------------------
     def _follow(self, api_version: str, kind: str) -> None:
@@ -135,7 +147,7 @@ class LiveCache:
             changed = {k for k in old.keys() | listed.keys()
                        if _version(old.get(k)) != _version(listed.get(k))}
             for key in sorted(changed):
-                self._notify(key)
+                self._notify(key, _version(listed.get(key)))
         return version
 
     def _watch(self, api_version: str, kind: str, version: str) -> str:
@@ -180,20 +192,26 @@ class LiveCache:
             with self._lock:
                 known = self._objects.pop(key, None)
             if known is not None:
-                self._notify(key)
+                self._notify(key, None)
         else:
             self._put(key, obj, notify=True)
         return version
 
     def _put(self, key: ObjectKey, obj: dict[str, Any], *, notify: bool) -> None:
         obj = self._compact(obj)
+        version = _version(obj)
         with self._lock:
+            if not notify and version is not None and self._changes.get(key, "") == version:
+                del self._changes[key]  # our own write, whose watch event came before its answer
             known = self._objects.get(key)
             if known is not None and _newer_or_same(known, obj):
                 return  # our own write, seen again through the watch (or an older event)
             self._objects[key] = obj
-        if notify and (known is None or _content_changed(known, obj)):
-            self._notify(key)
+            report = notify and (known is None or _content_changed(known, obj))
+            if report:
+                self._changes[key] = version
+        if report and self.on_change is not None:
+            self.on_change(key)
 
     def _compact(self, obj: dict[str, Any]) -> dict[str, Any]:
         """The object with what thousands of its kind repeat held once: a parsed object takes about four
@@ -218,7 +236,9 @@ class LiveCache:
                     changed += 1
         return changed
 
-    def _notify(self, key: ObjectKey) -> None:
+    def _notify(self, key: ObjectKey, version: str | None) -> None:
+        with self._lock:
+            self._changes[key] = version
         if self.on_change is not None:
             self.on_change(key)
 
