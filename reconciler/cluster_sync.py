@@ -34,7 +34,7 @@ def sync_cluster(cluster: Cluster, plan: Plan, live: dict[ObjectKey, dict[str, A
     return plan, applied
 
 
-def guard_adoption(cluster: Cluster, plan: Plan, *, adopt: bool, concurrency: int = 8) -> Plan:
+def guard_adoption(cluster: Cluster, plan: Plan, *, adopt: bool, concurrency: int) -> Plan:
     """Creates of objects that exist unlabelled are blocked unless `adopt`; the diff says why."""
     if adopt or not any(c.action == "create" for c in plan.pending):
         return plan

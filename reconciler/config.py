@@ -58,7 +58,7 @@ class Settings:
     drift_policy: str = "heal"
     create_namespaces: bool = False
     adopt: bool = False
-    concurrency: int = 8
+    concurrency: int = 8  # on a 2-core API server, eight writers reached its limit and four did not
     check_models: bool = False
     gateway_key_file: str | None = None
     qps: float = 0.0
@@ -182,7 +182,7 @@ CONNECTION_OPTIONS: list[Callable[[Any], Any]] = [
 APPLY_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--force-conflicts", is_flag=True, default=False,
                  help="Take over fields another field manager applied."),
-    click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
+    click.option("--concurrency", type=click.IntRange(1, 64), default=Settings.concurrency, show_default=True,
                  help="Objects applied at once within a stage."),
     click.option("--adopt", is_flag=True, default=False,
                  help="Take over objects that exist with an agent's name but without this source's labels."),

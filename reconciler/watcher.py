@@ -146,10 +146,9 @@ class Watcher:
             try:
                 head = mirror.fetch(self.branch)
                 last = self.state.last_sync
-                woken = self.changed.is_set()
                 self.changed.clear()
-                # Woken by the cache: a round only if something changed that was not our own write.
-                changed = woken and (self.live_cache is None or bool(self.live_cache.take_changes()))
+                # A round only if the cache saw a change that was not our own write.
+                changed = self.live_cache is not None and bool(self.live_cache.take_changes())
                 if (head != self.state.attempted or changed or last is None
                         or time.monotonic() - last >= self.resync):
                     self._reconcile(mirror.path, head)

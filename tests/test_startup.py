@@ -64,6 +64,7 @@ def test_a_diff_against_a_recorded_sqlite_state_reads_it_without_the_database_st
     database = str(tmp_path / "state.db")
     assert "sqlalchemy" in imported(tmp_path, "apply", str(repo), "--database", database)
     assert imported(tmp_path, "diff", str(repo), "--database", database) & HEAVY == set()
+    assert not list(tmp_path.glob("state.db-*")), "the reader leaves no WAL files behind"
 
 
 def test_a_diff_against_an_older_sqlite_schema_migrates_it_first(repo, tmp_path):

@@ -54,7 +54,7 @@ class ApplyResult:
 
 def apply_plan(cluster: Cluster, plan: Plan, *, live: Mapping[ObjectKey, dict[str, Any]],
                force_conflicts: bool = False, heal_drift: bool = True, adopt: bool = False,
-               dry_run: bool = False, concurrency: int = 8,
+               dry_run: bool = False, concurrency: int,
                on_progress: Callable[[int, int], None] | None = None,
                on_written: Callable[[dict[str, Any]], None] | None = None) -> ApplyResult:
     """Apply `plan.pending`; with dry_run the server checks every write (dryRun=All) and keeps nothing.
@@ -166,7 +166,7 @@ def ensure_namespaces(cluster: Cluster, namespaces: set[str], *, dry_run: bool) 
     return missing
 
 
-def unowned_existing(cluster: Cluster, plan: Plan, *, concurrency: int = 8) -> set[ObjectKey]:
+def unowned_existing(cluster: Cluster, plan: Plan, *, concurrency: int) -> set[ObjectKey]:
     """Objects the plan would create that already exist without this source's labels.
 
     Asks only about those objects, by metadata: per kind and namespace a GET each when there are

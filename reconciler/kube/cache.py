@@ -100,7 +100,7 @@ class LiveCache:
         """An object we deleted ourselves: its DELETED event, if it came first, was no change."""
         with self._lock:
             self._objects.pop(key, None)
-            if key in self._changes and self._changes[key] is None:
+            if self._changes.get(key, "") is None:
                 del self._changes[key]
 
     def take_changes(self) -> set[ObjectKey]:

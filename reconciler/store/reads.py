@@ -111,26 +111,11 @@ def suspended(rows: Rows, source: str) -> bool:
     return meta_value(rows, f"suspended:{source}") is not None
 
 
-class SqliteReader:
-    """A recorded SQLite state, read for a dry run with sqlite3 alone; it writes nothing.
+class PlanReads:
+    """The reads above as methods, over the `_rows` of a state store or a SQLite reader."""
 
-    Open it with `open_sqlite_reader`; commands that write open a StateStore."""
-
-    engine = None
-
-    def __init__(self, url: str, connection: sqlite3.Connection) -> None:
-        self.url = url
-        self._connection = connection
-        self._salt: str | None = None
-
-    def _rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
-        return self._connection.execute(sql, params).fetchall()
-
-    def salt(self) -> str:
-        if self._salt is None:
-            # A state that never fingerprinted anything has no salt yet; one for this run will do.
-            self._salt = meta_value(self._rows, SALT_KEY) or secrets.token_hex(16)
-        return self._salt
+    def _rows(self, sql: str, params: dict[str, Any]) -> Sequence[Sequence[Any]]:
+        raise NotImplementedError
 
     def recorded_objects(self, source: str, desired: Sequence[Any] | None = None) -> list[RecordedObject]:
         return recorded_objects(self._rows, source, desired)
@@ -151,11 +136,32 @@ class SqliteReader:
         return suspended(self._rows, source)
 
 
+class SqliteReader(PlanReads):
+    """A recorded SQLite state, read for a dry run with sqlite3 alone; it writes nothing.
+
+    Open it with `open_sqlite_reader`; commands that write open a StateStore."""
+
+    def __init__(self, url: str, connection: sqlite3.Connection) -> None:
+        self.url = url
+        self._connection = connection
+        self._salt: str | None = None
+
+    def _rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        return self._connection.execute(sql, params).fetchall()
+
+    def salt(self) -> str:
+        if self._salt is None:
+            # A state that never fingerprinted anything has no salt yet; one for this run will do.
+            self._salt = meta_value(self._rows, SALT_KEY) or secrets.token_hex(16)
+        return self._salt
+
+
 def open_sqlite_reader(url: str, path: Path) -> SqliteReader | None:
     """A reader of the SQLite file at `path` when its schema is the current one; None when it needs
     the state store (an older schema to migrate, a newer one to refuse, or a file that is no state)."""
+    # Read-write, though it only reads: a read-only connection leaves the WAL files it opened behind.
     try:
-        connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=SQLITE_BUSY_MS / 1000,
+        connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=SQLITE_BUSY_MS / 1000,
                                      check_same_thread=False)
     except sqlite3.Error:
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +21,8 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from reconciler.errors import StateError
-from reconciler.plan import Change, Plan, RecordedObject
-from reconciler.render import AgentRecord, DesiredObject, record_digest
+from reconciler.plan import Change, Plan
+from reconciler.render import AgentRecord, record_digest
 from reconciler.store import migrate, observed, reads
 from reconciler.store.absent import AbsentState, sqlite_file
 from reconciler.store.lock import writer_lock
@@ -70,8 +70,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class StateStore:
-    """Recorded objects of every source, one database. Open with `open_state`."""
+class StateStore(reads.PlanReads):
+    """Recorded objects of every source, one database. Open with `open_state`.
+
+    The reads a plan needs come from PlanReads, which a dry run's SqliteReader shares."""
 
     def __init__(self, engine: Engine, url: str, *, lock_timeout: float = 60.0) -> None:
         self._engine = engine
@@ -91,12 +93,6 @@ class StateStore:
     def _rows(self, sql: str, params: dict[str, Any]) -> Sequence[Any]:
         with self._engine.connect() as connection:
             return connection.execute(text(sql), params).all()
-
-    def recorded_objects(self, source: str, desired: Sequence[DesiredObject] | None = None) -> list[RecordedObject]:
-        return reads.recorded_objects(self._rows, source, desired)
-
-    def namespaces_with(self, source: str, kind: str, name: str) -> set[str]:
-        return reads.namespaces_with(self._rows, source, kind, name)
 
     def apply(self, plan: Plan, agents: Sequence[AgentRecord], *, trigger: str = "cli",
               suspended: frozenset[str] = frozenset()) -> SyncResult:
@@ -148,15 +144,6 @@ class StateStore:
             query = query.where(Agent.status == "synced")
         with self._session() as session:
             return list(session.scalars(query))
-
-    def agent_hashes(self, source: str) -> dict[str, tuple[str, str]]:
-        return reads.agent_hashes(self._rows, source)
-
-    def agent_specs(self, source: str, agents: Collection[str]) -> dict[str, tuple[dict[str, Any], str]]:
-        return reads.agent_specs(self._rows, source, agents)
-
-    def session_counts(self, agents: Sequence[str]) -> dict[str, int] | None:
-        return reads.session_counts(self._rows, agents)
 
     def history(self, source: str | None = None, limit: int = 20) -> list[SyncRunView]:
         query = select(SyncRun).order_by(SyncRun.id.desc()).limit(limit)
@@ -246,9 +233,6 @@ class StateStore:
         if clashes:
             raise StateError("objects of another source are in the way: " + "; ".join(clashes)
                              + " (remove them from that source first, or use another namespace)")
-
-    def suspended(self, source: str) -> bool:
-        return reads.suspended(self._rows, source)
 
     def set_suspended(self, source: str, suspended: bool) -> None:
         with Session(self._engine) as session, session.begin():
