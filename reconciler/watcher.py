@@ -305,10 +305,16 @@ class FolderWatcher:
     def run(self) -> None:
         from watchfiles import watch  # imported here: only this mode needs it
 
+        # The file watch starts only when the generator is first advanced, after the first round: a file
+        # saved in between is found by comparing the folder with what it was before that round.
+        before = _folder_stamp(self.folder)
         self._reconcile()
-        for _changes in watch(self.folder, debounce=self.debounce_ms, step=20, stop_event=self.stop,
-                              raise_interrupt=False):
-            self._reconcile()
+        first = True
+        for changes in watch(self.folder, debounce=self.debounce_ms, step=20, stop_event=self.stop,
+                             rust_timeout=500, yield_on_timeout=True, raise_interrupt=False):
+            if changes or (first and _folder_stamp(self.folder) != before):
+                self._reconcile()
+            first = False
 
     def _reconcile(self) -> None:
         self.state.runs += 1
@@ -330,3 +336,15 @@ class FolderWatcher:
                  extra={"folder": str(self.folder), "changes": counts})
         if self.after_sync is not None:
             self.after_sync(outcome)
+
+
+def _folder_stamp(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `folder` with its modification time and size."""
+    stamp: dict[str, tuple[int, int]] = {}
+    for path in folder.rglob("*"):
+        try:
+            info = path.stat()
+        except OSError:  # removed meanwhile
+            continue
+        stamp[str(path)] = (info.st_mtime_ns, info.st_size)
+    return stamp

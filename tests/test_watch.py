@@ -130,6 +130,30 @@ def test_folder_mode_reconciles_when_a_file_is_saved(tmp_path):
         thread.join(5)
 
 
+def test_folder_mode_finds_a_file_saved_before_its_watch_began(tmp_path):
+    """The first round runs before the file watch exists: a file saved then is still reconciled."""
+    from reconciler.watcher import FolderWatcher
+
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(agent_yaml("a"))
+
+    def save_once(_outcome):
+        if not (folder / "b.yaml").exists():
+            (folder / "b.yaml").write_text(agent_yaml("b"))
+
+    loop = FolderWatcher(folder, Settings(database=str(tmp_path / "state.db"), environ={}), debounce_ms=50,
+                         after_sync=save_once)
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    try:
+        wait_for(lambda: applied_agents(tmp_path) == ["a", "b"])
+        assert loop.state.runs == 2
+    finally:
+        loop.stop.set()
+        thread.join(5)
+
+
 def test_suspend_and_resume_a_source(tmp_path, remote):
     database = str(tmp_path / "state.db")
     loop = watcher(tmp_path, remote)
