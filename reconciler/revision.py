@@ -41,7 +41,10 @@ def read_revision(settings: Settings, *, cache: ParseCache | None = None) -> Rev
     """
     snapshot = open_source(settings.path, revision=settings.revision, subpath=settings.subpath,
                            work_tree=settings.work_tree, shown=settings.shown_path)
-    parsed = parse_revision(snapshot.spec_files(), read_file=snapshot.read_file, display=snapshot.display,
+    files = snapshot.spec_files()
+    held = cache.held() if cache is not None else set()
+    snapshot.preload([f for f in files if (f.path, f.blob_id) not in held])
+    parsed = parse_revision(files, read_file=snapshot.read_file, display=snapshot.display,
                             default_namespace=settings.namespace, limits=settings.limits, cache=cache)
     skipped = [Problem(snapshot.display(path), 1, 1, "", reason, "point the link inside the source, or remove it")
                for path, reason in snapshot.skipped]

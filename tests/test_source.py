@@ -38,6 +38,25 @@ def test_folder_and_git_select_the_same_files(tmp_path):
     assert folder.spec_files() == commit.spec_files()  # bytes and blob ids too
 
 
+def test_git_files_read_at_once_equal_files_read_one_by_one(tmp_path):
+    files = {**FILES, "team/empty.yaml": "", "team/binary.yaml": "x: \"\\u0000\"\n\n\n"}
+    make_repo(tmp_path, files)
+    one_by_one = [(f.path, f.data) for f in open_source(str(tmp_path)).spec_files()]
+    snapshot = open_source(str(tmp_path))
+    at_once = snapshot.spec_files()
+    snapshot.preload(at_once)
+    assert all(f.content is not None for f in at_once)  # filled by the one batch, not by the loader
+    assert [(f.path, f.content) for f in at_once] == one_by_one
+    assert dict(one_by_one)["team/empty.yaml"] == b""
+
+
+def test_git_batch_output_is_split_by_sizes():
+    from reconciler.source.git import parse_batch
+
+    output = b"aa blob 3\nx\ny\nbb missing\ncc blob 0\n\ndd tree 2\nzz\n"
+    assert parse_batch(output) == {"aa": b"x\ny", "cc": b""}
+
+
 def test_git_mode_reads_the_commit_not_the_work_tree(tmp_path):
     repo = make_repo(tmp_path, FILES)
     (tmp_path / "a.yaml").write_text("edited: true\n")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import posixpath
+import subprocess
 from pathlib import Path
 
 import git
@@ -68,6 +69,27 @@ class GitSnapshot(Snapshot):
 
     def _blob(self, sha: str) -> bytes:
         return self.repo.odb.stream(bytes.fromhex(sha)).read()
+
+    def preload(self, files: list[SpecFile]) -> None:
+        """One `git cat-file --batch` for all of them: read one by one, each blob is a round trip to git's
+        process (1,000 spec files took 0.5 s that way)."""
+        shas = list(dict.fromkeys(f.blob_id for f in files if f.content is None))
+        if len(shas) < 2:
+            return
+        blobs = self._blobs(shas)
+        for spec in files:
+            found = blobs.get(spec.blob_id)
+            if found is not None:
+                spec.fill(found)
+
+    def _blobs(self, shas: list[str]) -> dict[str, bytes]:
+        command = [git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git", "--git-dir", self.repo.git_dir, "cat-file", "--batch"]
+        try:
+            done = subprocess.run(command, input="\n".join(shas).encode() + b"\n", capture_output=True,
+                                  check=True)
+        except (OSError, subprocess.CalledProcessError):
+            return {}  # each file is then read on its own, which reports what is wrong
+        return parse_batch(done.stdout)
 
     def _resolve(self, path: str) -> tuple[str, str] | None:
         """Follow symlinks inside the tree: (path, blob sha) of the file, None when absent.
@@ -143,3 +165,21 @@ def open_git(repo: git.Repo, path: Path, *, revision: str | None, display: str, 
                        check_uncommitted=revision is None and not repo.bare)
 
 
+
+
+def parse_batch(output: bytes) -> dict[str, bytes]:
+    """`git cat-file --batch` output: for each object a `<sha> <type> <size>` line, its bytes, a newline
+    (or `<sha> missing`)."""
+    blobs: dict[str, bytes] = {}
+    at = 0
+    while at < len(output):
+        end = output.index(b"\n", at)
+        header = output[at:end].split()
+        at = end + 1
+        if len(header) != 3:  # missing, ambiguous
+            continue
+        size = int(header[2])
+        if header[1] == b"blob":
+            blobs[header[0].decode()] = output[at:at + size]
+        at += size + 1
+    return blobs

@@ -34,6 +34,11 @@ class SpecFile:
         assert self.content is not None
         return self.content
 
+    def fill(self, content: bytes) -> None:
+        """Its bytes, read in bulk with others' (Snapshot.preload)."""
+        if self.content is None:
+            object.__setattr__(self, "content", content)
+
 
 def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
@@ -49,6 +54,9 @@ class Snapshot:
 
     def spec_files(self) -> list[SpecFile]:
         raise NotImplementedError
+
+    def preload(self, files: list[SpecFile]) -> None:
+        """Read these files' bytes now, where reading many at once is cheaper than one by one."""
 
     def read_file(self, path: str, *, relative_to: str) -> bytes:
         """Bytes of `path`, written in the spec at `relative_to` and relative to its folder.

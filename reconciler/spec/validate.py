@@ -52,6 +52,10 @@ class ParseCache:
     hits: int = 0
     misses: int = 0
 
+    def held(self) -> set[tuple[str, str | None]]:
+        """(path, blob id) of every file whose parse is kept (under some settings): they need no reading."""
+        return {(key[0], key[1]) for key in self.entries}
+
 # read_file(path written in the spec, relative_to=spec path) -> bytes; raises FileRefError
 FileReader = Callable[..., bytes]
 # source-relative path -> path as shown to people
