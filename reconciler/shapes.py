@@ -21,7 +21,7 @@ LIMIT = 20_000
 class SharedShapes:
     def __init__(self, *, largest: int = LARGEST, limit: int = LIMIT) -> None:
         self.largest, self.limit = largest, limit
-        self._known: dict[bytes, Any] = {}
+        self._known: dict[str, Any] = {}
         self._ids: set[int] = set()  # of the parts in _known, which are shared already
 
     def share(self, value: Any) -> Any:
@@ -55,13 +55,15 @@ class SharedShapes:
         return self._one(orjson.dumps(value, option=orjson.OPT_SORT_KEYS), value)
 
     def _one(self, text: bytes, value: Any) -> Any:
-        found = self._known.get(text)
+        # As a str: the bytes orjson returns keep its whole 4 KiB buffer, however short the text.
+        key = text.decode()
+        found = self._known.get(key)
         if found is not None:
             return found
         if len(self._known) >= self.limit:
             self._known.clear()
             self._ids.clear()
-        self._known[text] = value
+        self._known[key] = value
         self._ids.add(id(value))
         return value
 
