@@ -1,7 +1,8 @@
 """The reconciler beside kubectl on the same objects of a real API server: a first apply (kubectl with one
 process, and with four and with eight at once: the faster of the two is the server's own limit here; the
-reconciler with its default four writers and with eight), then a no-op diff, each timed from the shell's
-view (whole processes, start-up included).
+reconciler with four writers and with its default eight), then a no-op diff, each timed from the shell's
+view (whole processes, start-up included). The reconciler reads its specs from a Git checkout, as a pull
+request's check would.
 
 Needs RECONCILER_TEST_KUBECONFIG and kubectl on PATH (or KUBECTL). Each tool gets namespaces of its own,
 `bench-XXXXXX-<tool>-team-N`, deleted at the end.
@@ -75,6 +76,10 @@ def main() -> None:
         for tool, prefix in prefixes.items():
             (root / tool).mkdir()
             generate(root / tool, count, namespace_prefix=prefix)
+            if tool.startswith("reconcile"):  # as a pull request's check reads them: from a Git checkout
+                who = ["-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+                for command in (["init", "-q"], ["add", "-A"], [*who, "commit", "-qm", "specs"]):
+                    subprocess.run(["git", "-C", str(root / tool), *command], check=True)
             subprocess.run(kc + ["apply", "-f", "-"], input="\n---\n".join(
                 f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {prefix}team-{t}}}" for t in range(50)),
                 text=True, check=True, stdout=subprocess.DEVNULL)

@@ -70,7 +70,17 @@ def _projected(live: dict[str, Any], desired: Any, owned: dict[str, Any] | None)
 
 def _owned_leaf(node: dict[str, Any]) -> bool:
     """A fieldsV1 node owned whole: no field below it, or a list (its keyed items: the list compared whole)."""
-    return not any(k.startswith("f:") for k in node) or any(k.startswith(("k:", "v:", "i:")) for k in node)
+    fields = False
+    for key in node:
+        kind = key[:2]
+        if kind == "f:":
+            fields = True
+        elif kind in _ITEMS:
+            return True
+    return not fields
+
+
+_ITEMS = frozenset(("k:", "v:", "i:"))
 
 
 def _decode(value: str) -> str:

@@ -103,15 +103,27 @@ def _env(env: list[dict[str, Any]]) -> Iterator[Finding]:
 
 
 def scan_credentials(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[Finding]:
-    """Every string in `value` that looks like a credential, by JSON pointer."""
+    """Every string in `value` that looks like a credential, by JSON pointer, in document order."""
+    found: list[Finding] = []
+    _scan(value, path, found)
+    return iter(found)
+
+
+def _scan(value: Any, path: tuple[str | int, ...], found: list[Finding]) -> None:
+    # Plain calls, not nested generators: every string of every spec passes through here.
     if isinstance(value, str):
         what = find_credential(value)
         if what:
-            yield Finding(pointer_from_path(path), f"looks like {what} written in plain text", CREDENTIAL_HINT)
+            found.append(Finding(pointer_from_path(path), f"looks like {what} written in plain text",
+                                 CREDENTIAL_HINT))
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from scan_credentials(item, (*path, key))
+            if isinstance(item, str):
+                if _ANY_CREDENTIAL.search(item):
+                    _scan(item, (*path, key), found)
+            else:
+                _scan(item, (*path, key), found)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from scan_credentials(item, (*path, index))
+            _scan(item, (*path, index), found)
 
