@@ -35,6 +35,7 @@ from reconciler.config import (
     source_options,
 )
 from reconciler.errors import ClusterApplyFailed, InvalidRevision, ReconcilerError, StateError
+from reconciler.heap import collector_paused
 from reconciler.risks import FLAGS
 
 if TYPE_CHECKING:
@@ -126,7 +127,8 @@ def _read(settings: Settings) -> Revision:
     _progress(f"reading {settings.path}" + (f" at {settings.revision}" if settings.revision else "") + " ...")
     started = time.perf_counter()
     try:
-        revision = read_revision(settings)
+        with collector_paused():
+            revision = read_revision(settings)
     except InvalidRevision as invalid:
         raise invalid.checked_only() from None
     _report(revision, started)
@@ -146,12 +148,13 @@ def _report(revision: Revision, started: float) -> None:
 def _reconcile(settings: Settings, *, dry_run: bool) -> Outcome:
     from reconciler.engine import reconcile
 
-    cluster = connect_cluster(settings)
-    _progress(f"reading {settings.path}" + (f" at {settings.revision}" if settings.revision else "") + " ...")
-    started = time.perf_counter()
-    return reconcile(settings, dry_run=dry_run, cluster=cluster,
-                     on_read=lambda revision: _report(revision, started),
-                     on_progress=_object_progress("checked" if dry_run else "applied"))
+    with collector_paused():
+        cluster = connect_cluster(settings)
+        _progress(f"reading {settings.path}" + (f" at {settings.revision}" if settings.revision else "") + " ...")
+        started = time.perf_counter()
+        return reconcile(settings, dry_run=dry_run, cluster=cluster,
+                         on_read=lambda revision: _report(revision, started),
+                         on_progress=_object_progress("checked" if dry_run else "applied"))
 
 
 def _object_progress(verb: str) -> Callable[[int, int], None] | None:
@@ -289,7 +292,8 @@ def diff(path: str, output: str, colour: str, base: str | None, head: str | None
     if head is not None and base is None:
         raise click.UsageError("--head needs --base")
     if base is not None:
-        outcome = compare_revisions(settings, base=base, head=head or "HEAD")
+        with collector_paused():
+            outcome = compare_revisions(settings, base=base, head=head or "HEAD")
     else:
         outcome = _reconcile(settings, dry_run=True)
     check = check_if_asked(outcome.revision, settings)

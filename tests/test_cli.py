@@ -57,6 +57,20 @@ def test_validate_reports_the_revision(repo, run):
                              "are valid\n")
 
 
+def test_one_shot_commands_pause_the_cycle_collector_and_give_it_back(repo, run, monkeypatch):
+    import gc
+
+    from reconciler import engine
+
+    seen = []
+    real = engine.reconcile
+    monkeypatch.setattr(engine, "reconcile", lambda *a, **k: seen.append(gc.isenabled()) or real(*a, **k))
+    assert gc.isenabled()
+    assert run("diff", repo.working_tree_dir).exit_code == 1
+    assert run("validate", repo.working_tree_dir + "/nowhere").exit_code != 0  # an error on the way out too
+    assert seen == [False] and gc.isenabled()
+
+
 def test_dry_run_apply_then_nothing_left(repo, run):
     path = repo.working_tree_dir
     first = run("--dry-run", path)
