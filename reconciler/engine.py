@@ -36,10 +36,10 @@ if TYPE_CHECKING:
     from reconciler.kube.applying import ApplyResult
     from reconciler.kube.client import Cluster
     from reconciler.store.absent import AbsentState
-    from reconciler.store.reads import SqliteReader
+    from reconciler.store.readers import PostgresReader, SqliteReader
     from reconciler.store.state_store import StateStore, SyncResult
 
-    State = StateStore | SqliteReader | AbsentState
+    State = StateStore | SqliteReader | PostgresReader | AbsentState
 
 __all__ = ["ClusterApplyFailed", "Clock", "Outcome", "Revision", "compare_revisions", "read_revision", "reconcile",
            "render_revision"]
@@ -129,16 +129,21 @@ def reconcile(settings: Settings, *, dry_run: bool, trigger: str = "cli", clock:
 
 def open_for(settings: Settings, *, dry_run: bool) -> State:
     """The state database; an apply is refused while the source is suspended. A dry run with no state
-    recorded yet reads it as empty, and one on a SQLite file of the current schema reads it with
-    sqlite3, both without importing SQLAlchemy."""
+    recorded yet reads it as empty, and one on a state of the current schema reads it with its database's
+    driver alone (sqlite3, psycopg), both without importing SQLAlchemy."""
     from reconciler.store.absent import AbsentState, sqlite_file
 
-    if dry_run and (path := sqlite_file(settings.database)) is not None:
-        if not path.exists():
-            return AbsentState(settings.database)
-        from reconciler.store.reads import open_sqlite_reader
+    if dry_run:
+        from reconciler.store.readers import open_postgres_reader, open_sqlite_reader
 
-        if (reader := open_sqlite_reader(settings.database, path)) is not None:
+        reader: State | None
+        if (path := sqlite_file(settings.database)) is not None:
+            if not path.exists():
+                return AbsentState(settings.database)
+            reader = open_sqlite_reader(settings.database, path)
+        else:
+            reader = open_postgres_reader(settings.database)
+        if reader is not None:
             return reader
     from reconciler.store.state_store import database_url, open_state  # SQLAlchemy, only when a state is used
 

@@ -67,6 +67,19 @@ def test_a_diff_against_a_recorded_sqlite_state_reads_it_without_the_database_st
     assert not list(tmp_path.glob("state.db-*")), "the reader leaves no WAL files behind"
 
 
+def test_a_diff_against_a_recorded_postgres_state_reads_it_without_the_database_stack(repo, tmp_path):
+    from databases import postgres_database
+
+    with postgres_database() as database:
+        imported(tmp_path, "migrate", "--database", database)
+        assert "sqlalchemy" in imported(tmp_path, "apply", str(repo), "--database", database)
+        modules = imported(tmp_path, "diff", str(repo), "--database", database)
+        assert "psycopg" in modules and modules & HEAVY == set()
+        done = subprocess.run([sys.executable, "-m", "reconciler", "diff", str(repo), "--database", database],
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr  # what was applied is read back: nothing to do
+
+
 def test_a_diff_against_an_older_sqlite_schema_migrates_it_first(repo, tmp_path):
     from reconciler.store import migrate
     from reconciler.store.state_store import connect

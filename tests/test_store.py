@@ -344,10 +344,9 @@ def test_a_missing_sqlite_file_reads_as_an_empty_state_and_is_not_created(tmp_pa
     assert state.salt() == state.salt() and not path.exists()
 
 
-def test_a_dry_runs_sqlite_reader_reads_what_the_state_store_reads(tmp_path):
-    from reconciler.store.reads import SqliteReader, open_sqlite_reader
+def test_a_dry_runs_reader_reads_what_the_state_store_reads(url, tmp_path):
+    from reconciler.store.readers import PostgresReader, SqliteReader, open_postgres_reader, open_sqlite_reader
 
-    url = f"sqlite:///{tmp_path / 'state.db'}"
     state = open_state(url, create=True)
     a, b = agent("a"), agent("b", mode="warm-pool")
     plan, _ = sync(state, [a, b], "r1")
@@ -355,8 +354,12 @@ def test_a_dry_runs_sqlite_reader_reads_what_the_state_store_reads(tmp_path):
         connection.execute(text("INSERT INTO chat_sessions (id, agent_namespace, agent_name, created_at, updated_at) "
                                 "VALUES ('s1', 'agents', 'b', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
     state.set_suspended("main", True)
-    reader = open_sqlite_reader(url, tmp_path / "state.db")
-    assert isinstance(reader, SqliteReader)
+    if url.startswith("sqlite"):
+        reader = open_sqlite_reader(url, tmp_path / "state.db")
+        assert isinstance(reader, SqliteReader)
+    else:
+        reader = open_postgres_reader(url)
+        assert isinstance(reader, PostgresReader)
     desired = [c.desired for c in plan.changes]
     changed = [replace(desired[0], record={**desired[0].record, "changed": True}), *desired[1:]]
     for read in (lambda s: s.salt(), lambda s: s.recorded_objects("main"), lambda s: s.recorded_objects("main", changed),
@@ -369,8 +372,30 @@ def test_a_dry_runs_sqlite_reader_reads_what_the_state_store_reads(tmp_path):
     assert reader.session_counts(["agents/b"]) == {"agents/b": 1} and reader.suspended("main")
 
 
+def test_the_postgres_reader_sees_one_snapshot_and_leaves_other_schemas_to_the_state_store(tmp_path):
+    from reconciler.store.readers import open_postgres_reader, postgres_conninfo
+
+    with database("postgresql", tmp_path) as value:
+        assert open_postgres_reader(value) is None  # no tables yet: the state store asks for `reconcile migrate`
+        engine = connect(value)
+        migrate.upgrade(engine, target="0003")
+        assert open_postgres_reader(value) is None
+        migrate.upgrade(engine)
+        state = open_state(value, create=True)
+        sync(state, [agent("a")], "r1")
+        reader = open_postgres_reader(value)
+        assert reader is not None and set(reader.agent_hashes("main")) == {"agents/a"}
+        sync(state, [agent("a"), agent("b")], "r2")  # committed after the reader's snapshot began
+        assert set(reader.agent_hashes("main")) == {"agents/a"}
+        assert set(open_postgres_reader(value).agent_hashes("main")) == {"agents/a", "agents/b"}
+    assert open_postgres_reader("postgresql://nobody@127.0.0.1:1/none") is None  # unreachable: the store says so
+    assert postgres_conninfo("postgresql+psycopg://u:p%40ss@h:5/db?sslmode=require") == \
+        "postgresql://u:p%40ss@h:5/db?sslmode=require"
+    assert postgres_conninfo("sqlite:///x.db") is None and postgres_conninfo("/tmp/x.db") is None
+
+
 def test_the_sqlite_reader_leaves_an_older_schema_or_a_file_that_is_no_state_to_the_state_store(tmp_path):
-    from reconciler.store.reads import open_sqlite_reader
+    from reconciler.store.readers import open_sqlite_reader
 
     path = tmp_path / "state.db"
     engine = connect(f"sqlite:///{path}")

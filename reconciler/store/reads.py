@@ -1,15 +1,12 @@
-"""The state's reads a plan needs, as SQL that SQLAlchemy and the standard library's sqlite3 both run.
+"""The state's reads a plan needs, as SQL that SQLAlchemy, sqlite3 and psycopg all run.
 
-The state store runs them through SQLAlchemy on every database. A dry run on a SQLite file of the
-current schema runs them through sqlite3 alone (`open_sqlite_reader`): importing SQLAlchemy and the
+The state store runs them through SQLAlchemy on every database. A dry run on a state of the current
+schema runs them through its database's driver alone (`readers`): importing SQLAlchemy and the
 state's models would cost it about 0.4 s, more than the rest of its reading.
 """
 from __future__ import annotations
 
-import secrets
-import sqlite3
 from collections.abc import Callable, Collection, Sequence
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -112,7 +109,7 @@ def suspended(rows: Rows, source: str) -> bool:
 
 
 class PlanReads:
-    """The reads above as methods, over the `_rows` of a state store or a SQLite reader."""
+    """The reads above as methods, over the `_rows` of a state store or a dry run's reader."""
 
     def _rows(self, sql: str, params: dict[str, Any]) -> Sequence[Sequence[Any]]:
         raise NotImplementedError
@@ -134,42 +131,3 @@ class PlanReads:
 
     def suspended(self, source: str) -> bool:
         return suspended(self._rows, source)
-
-
-class SqliteReader(PlanReads):
-    """A recorded SQLite state, read for a dry run with sqlite3 alone; it writes nothing.
-
-    Open it with `open_sqlite_reader`; commands that write open a StateStore."""
-
-    def __init__(self, url: str, connection: sqlite3.Connection) -> None:
-        self.url = url
-        self._connection = connection
-        self._salt: str | None = None
-
-    def _rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
-        return self._connection.execute(sql, params).fetchall()
-
-    def salt(self) -> str:
-        if self._salt is None:
-            # A state that never fingerprinted anything has no salt yet; one for this run will do.
-            self._salt = meta_value(self._rows, SALT_KEY) or secrets.token_hex(16)
-        return self._salt
-
-
-def open_sqlite_reader(url: str, path: Path) -> SqliteReader | None:
-    """A reader of the SQLite file at `path` when its schema is the current one; None when it needs
-    the state store (an older schema to migrate, a newer one to refuse, or a file that is no state)."""
-    # Read-write, though it only reads: a read-only connection leaves the WAL files it opened behind.
-    try:
-        connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=SQLITE_BUSY_MS / 1000,
-                                     check_same_thread=False)
-    except sqlite3.Error:
-        return None
-    try:
-        stamped = connection.execute("SELECT version_num FROM alembic_version").fetchall()
-    except sqlite3.Error:
-        stamped = []
-    if stamped != [(SCHEMA_REVISION,)]:
-        connection.close()
-        return None
-    return SqliteReader(url, connection)

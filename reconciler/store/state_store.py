@@ -73,7 +73,7 @@ def _now() -> datetime:
 class StateStore(reads.PlanReads):
     """Recorded objects of every source, one database. Open with `open_state`.
 
-    The reads a plan needs come from PlanReads, which a dry run's SqliteReader shares."""
+    The reads a plan needs come from PlanReads, which a dry run's readers share."""
 
     def __init__(self, engine: Engine, url: str, *, lock_timeout: float = 60.0) -> None:
         self._engine = engine
