@@ -64,14 +64,7 @@ def open_sqlite_reader(url: str, path: Path) -> SqliteReader | None:
                                      check_same_thread=False)
     except sqlite3.Error:
         return None
-    try:
-        stamped = connection.execute("SELECT version_num FROM alembic_version").fetchall()
-    except sqlite3.Error:
-        stamped = []
-    if stamped != [(SCHEMA_REVISION,)]:
-        connection.close()
-        return None
-    return SqliteReader(url, connection)
+    return SqliteReader(url, connection) if _current(connection, sqlite3.Error) else None
 
 
 def postgres_conninfo(database: str) -> str | None:
@@ -95,11 +88,16 @@ def open_postgres_reader(database: str) -> PostgresReader | None:
         connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     except (psycopg.Error, ValueError):
         return None
+    return PostgresReader(database, connection) if _current(connection, psycopg.Error) else None
+
+
+def _current(connection: Any, error: type[Exception]) -> bool:
+    """Whether the database's schema is the current one; the connection is closed when it is not."""
     try:
         stamped = connection.execute("SELECT version_num FROM alembic_version").fetchall()
-    except psycopg.Error:
+    except error:
         stamped = []
-    if stamped != [(SCHEMA_REVISION,)]:
-        connection.close()
-        return None
-    return PostgresReader(database, connection)
+    if [tuple(row) for row in stamped] == [(SCHEMA_REVISION,)]:
+        return True
+    connection.close()
+    return False
