@@ -1,3 +1,3 @@
-from reconciler.cli import main
+from reconciler.launch import run
 
-main(prog_name="reconcile")
+run()

@@ -35,7 +35,7 @@ from reconciler.config import (
     source_options,
 )
 from reconciler.errors import ClusterApplyFailed, InvalidRevision, ReconcilerError, StateError
-from reconciler.heap import collector_paused
+from reconciler.heap import long_running_process
 from reconciler.risks import FLAGS
 
 if TYPE_CHECKING:
@@ -68,6 +68,10 @@ colour_option = click.option("--color", "colour", type=click.Choice(["auto", "al
                                   "always: also through a pipe or into a file.")
 
 
+# Commands that run until stopped: they keep the cycle collector, which the others go without (heap.py).
+LONG_RUNNING = frozenset({"watch", "serve"})
+
+
 class ReconcileGroup(click.Group):
     """`reconcile --dry-run PATH` is `reconcile diff PATH`, as in kubectl."""
 
@@ -80,6 +84,13 @@ class ReconcileGroup(click.Group):
             elif args[first_command] == "apply":
                 args = [*args[:first_command], "diff", *args[first_command + 1:position], *args[position + 1:]]
         return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                          list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if name in LONG_RUNNING:
+            long_running_process()
+        return name, command, rest
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -127,8 +138,7 @@ def _read(settings: Settings) -> Revision:
     _progress(f"reading {settings.path}" + (f" at {settings.revision}" if settings.revision else "") + " ...")
     started = time.perf_counter()
     try:
-        with collector_paused():
-            revision = read_revision(settings)
+        revision = read_revision(settings)
     except InvalidRevision as invalid:
         raise invalid.checked_only() from None
     _report(revision, started)
@@ -148,13 +158,12 @@ def _report(revision: Revision, started: float) -> None:
 def _reconcile(settings: Settings, *, dry_run: bool) -> Outcome:
     from reconciler.engine import reconcile
 
-    with collector_paused():
-        cluster = connect_cluster(settings)
-        _progress(f"reading {settings.path}" + (f" at {settings.revision}" if settings.revision else "") + " ...")
-        started = time.perf_counter()
-        return reconcile(settings, dry_run=dry_run, cluster=cluster,
-                         on_read=lambda revision: _report(revision, started),
-                         on_progress=_object_progress("checked" if dry_run else "applied"))
+    cluster = connect_cluster(settings)
+    _progress(f"reading {settings.path}" + (f" at {settings.revision}" if settings.revision else "") + " ...")
+    started = time.perf_counter()
+    return reconcile(settings, dry_run=dry_run, cluster=cluster,
+                     on_read=lambda revision: _report(revision, started),
+                     on_progress=_object_progress("checked" if dry_run else "applied"))
 
 
 def _object_progress(verb: str) -> Callable[[int, int], None] | None:
@@ -292,8 +301,7 @@ def diff(path: str, output: str, colour: str, base: str | None, head: str | None
     if head is not None and base is None:
         raise click.UsageError("--head needs --base")
     if base is not None:
-        with collector_paused():
-            outcome = compare_revisions(settings, base=base, head=head or "HEAD")
+        outcome = compare_revisions(settings, base=base, head=head or "HEAD")
     else:
         outcome = _reconcile(settings, dry_run=True)
     check = check_if_asked(outcome.revision, settings)

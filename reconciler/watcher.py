@@ -152,9 +152,12 @@ class Watcher:
                 changed = self.live_cache is not None and bool(self.live_cache.take_changes())
                 if (head != self.state.attempted or changed or last is None
                         or time.monotonic() - last >= self.resync):
-                    self._reconcile(mirror.path, head)
-                    self.state.last_sync = time.monotonic()
-                    self._settle_heap()
+                    # Without the cycle collector: its passes were a third of a round at 10,000 agents.
+                    # The round's own cycles are collected once it is done (_settle_heap).
+                    with collector_paused():
+                        self._reconcile(mirror.path, head)
+                        self.state.last_sync = time.monotonic()
+                        self._settle_heap()
                 self.health.record(self.state.plan, self.live_cache)
                 failures = 0
             except ReconcilerError as error:
@@ -213,13 +216,10 @@ class Watcher:
         cache = self.live_cache
         live = cache.snapshot() if cache is not None and cache.wait_synced(0) else None
         try:
-            # Without the cycle collector: its passes were a third of a round at 10,000 agents, and the
-            # round's own cycles are collected right after it (_settle_heap).
-            with collector_paused():
-                outcome = reconcile(settings, dry_run=False, trigger="watch", cluster=self.cluster,
-                                    cache=self.parse_cache, memo=self.render_memo, live=live,
-                                    projections=self.projections if live is not None else None,
-                                    on_written=cache.record if cache is not None else None)
+            outcome = reconcile(settings, dry_run=False, trigger="watch", cluster=self.cluster,
+                                cache=self.parse_cache, memo=self.render_memo, live=live,
+                                projections=self.projections if live is not None else None,
+                                on_written=cache.record if cache is not None else None)
         except SourceSuspended as error:
             # Not an attempt: the head is tried again at the first round after `reconcile resume`.
             self.state.attempted, self.state.last_error = previous, str(error)

@@ -57,18 +57,13 @@ def test_validate_reports_the_revision(repo, run):
                              "are valid\n")
 
 
-def test_one_shot_commands_pause_the_cycle_collector_and_give_it_back(repo, run, monkeypatch):
-    import gc
-
-    from reconciler import engine
-
-    seen = []
-    real = engine.reconcile
-    monkeypatch.setattr(engine, "reconcile", lambda *a, **k: seen.append(gc.isenabled()) or real(*a, **k))
-    assert gc.isenabled()
-    assert run("diff", repo.working_tree_dir).exit_code == 1
-    assert run("validate", repo.working_tree_dir + "/nowhere").exit_code != 0  # an error on the way out too
-    assert seen == [False] and gc.isenabled()
+@pytest.mark.parametrize(("command", "collects"), [("validate", False), ("diff", False), ("apply", False),
+                                                  ("watch", True), ("serve", True)])
+def test_only_the_commands_that_run_until_stopped_keep_the_cycle_collector(command, collects):
+    probe = ("import gc, sys\nfrom reconciler.launch import run\nsys.argv[1:] = [sys.argv[1], '--help']\n"
+             "try:\n    run()\nexcept SystemExit:\n    pass\nprint('collector on' if gc.isenabled() else 'off')")
+    done = subprocess.run([sys.executable, "-c", probe, command], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == ("collector on" if collects else "off")
 
 
 def test_dry_run_apply_then_nothing_left(repo, run):
