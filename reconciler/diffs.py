@@ -57,7 +57,12 @@ def _without_bookkeeping(record: dict[str, Any] | None) -> dict[str, Any] | None
 
 
 class _BlockDumper(_Dumper):  # type: ignore[misc,valid-type]
-    """Multi-line strings (a prompt, agent.json) as literal blocks, so their diffs read line by line."""
+    """Multi-line strings (a prompt, agent.json) as literal blocks, so their diffs read line by line.
+
+    Never anchors and aliases: records share alike parts (shapes.py), which must read in full."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
@@ -83,12 +88,25 @@ def to_yaml_documents(records: list[dict[str, Any]]) -> str:
 def unified(change: Change, sides: tuple[str, str] = ("recorded", "desired")) -> str:
     before, after = shown(change)
     title = str(change.key)
+    if (before is None) != (after is None):
+        return _one_sided(to_yaml(after if before is None else before), title, sides, created=before is None)
     lines = difflib.unified_diff(
         to_yaml(before).splitlines(keepends=True), to_yaml(after).splitlines(keepends=True),
         fromfile=f"{sides[0]}/{title}" if before is not None else "/dev/null",
         tofile=f"{sides[1]}/{title}" if after is not None else "/dev/null",
         n=3)
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def _one_sided(text: str, title: str, sides: tuple[str, str], *, created: bool) -> str:
+    """What difflib.unified_diff writes for an object created or deleted whole, without comparing lines."""
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        return ""
+    count = f"1,{len(lines)}" if len(lines) > 1 else "1"
+    mark, head = ("+", f"--- /dev/null\n+++ {sides[1]}/{title}\n@@ -0,0 +{count} @@\n") if created else \
+        ("-", f"--- {sides[0]}/{title}\n+++ /dev/null\n@@ -{count} +0,0 @@\n")
+    return head + "".join(mark + (line if line.endswith("\n") else line + "\n") for line in lines)
 
 
 def _counts_text(counts: dict[str, int]) -> str:

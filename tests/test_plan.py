@@ -175,3 +175,24 @@ def test_same_content_agrees_with_comparing_the_comparable_parts():
         for b in variants:
             assert same_content(a, b) == (comparable(a) == comparable(b)), (a, b)
     assert same_content(variants[0], variants[1]) and not same_content(variants[0], variants[2])
+
+
+def test_a_created_or_deleted_object_reads_as_difflib_writes_it():
+    import difflib
+
+    from reconciler.plan import Change
+    from reconciler.render import ObjectKey
+
+    key = ObjectKey.of("ConfigMap", "agents", "a")
+    for record in ({"kind": "ConfigMap", "data": {"prompt": "one\ntwo\n", "x": "y"}}, {"kind": "ConfigMap"}):
+        lines = diffs.to_yaml(record).splitlines(keepends=True)
+        created = diffs.unified(Change("create", key, "v1", None, record))
+        deleted = diffs.unified(Change("delete", key, "v1", record, None))
+        assert created == "".join(difflib.unified_diff([], lines, fromfile="/dev/null", tofile=f"desired/{key}"))
+        assert deleted == "".join(difflib.unified_diff(lines, [], fromfile=f"recorded/{key}", tofile="/dev/null"))
+
+
+def test_parts_held_once_are_written_out_in_full():
+    shared = {"cpu": "1", "memory": "1Gi"}  # requests and limits alike: the same dict (shapes.py)
+    text = diffs.to_yaml({"resources": {"requests": shared, "limits": shared}})
+    assert "&" not in text and "*" not in text and text.count("memory: 1Gi") == 2
