@@ -57,6 +57,11 @@ def test_connections_the_database_closed_while_idle_are_replaced_without_an_erro
     with psycopg.connect(POSTGRES, autocommit=True) as admin:
         closed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
                                (_database_name(chat_app),)).fetchone()[0]
+        # pg_terminate_backend only signals: the connections are closed once their backends have gone.
+        deadline = time.monotonic() + 10
+        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                            (_database_name(chat_app),)).fetchone()[0] and time.monotonic() < deadline:
+            time.sleep(0.01)
     assert closed >= 1
     for said in ("after the restart", "and again"):
         answer = chat_app.chat("support/triage", said, session_id=session)
