@@ -11,6 +11,7 @@ import yaml
 from reconciler.agent_plan import AgentChange, FieldChange
 from reconciler.plan import Change, Plan
 from reconciler.render import REVISION_ANNOTATION, SPEC_HASH_ANNOTATION
+from reconciler.yaml_text import YamlText
 
 try:
     _Dumper: type = yaml.CSafeDumper
@@ -74,15 +75,32 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _BlockDumper.add_representer(str, _represent_str)
 
 
-def to_yaml(record: dict[str, Any] | None) -> str:
-    if record is None:
-        return ""
+def _pyyaml(record: Any) -> str:
     return yaml.dump(record, Dumper=_BlockDumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
-def to_yaml_documents(records: list[dict[str, Any]]) -> str:
+def _one_line_form(value: Any) -> str | None:
+    """How PyYAML writes a scalar on one line (unfolded), or None when it would not."""
+    text = yaml.dump([value], Dumper=_BlockDumper, width=2**30, default_flow_style=False, allow_unicode=True)
+    return text[2:-1] if text.startswith("- ") and text.count("\n") == 1 else None
+
+
+YAML_TEXT = YamlText(_pyyaml, _one_line_form)
+
+
+def to_yaml(record: dict[str, Any] | None) -> str:
+    if record is None:
+        return ""
+    return YAML_TEXT.dump(record)
+
+
+def _pyyaml_all(records: list[Any]) -> str:
     return yaml.dump_all(records, Dumper=_BlockDumper, sort_keys=False, default_flow_style=False,
                          allow_unicode=True)
+
+
+def to_yaml_documents(records: list[dict[str, Any]]) -> str:
+    return YAML_TEXT.dump_all(records, _pyyaml_all)
 
 
 def unified(change: Change, sides: tuple[str, str] = ("recorded", "desired")) -> str:
