@@ -87,7 +87,7 @@ class Plan:
     def count(self, action: Action) -> int:
         return sum(1 for c in self.changes if c.action == action and c.applies)
 
-    @property
+    @cached_property  # a round reads it for its text, its record and its metrics
     def summary(self) -> dict[str, int]:
         counts = Counter(c.action for c in self.changes if c.applies)
         result = {action: counts.get(action, 0) for action in ACTIONS}
@@ -117,7 +117,7 @@ class Plan:
                 found.setdefault(change.agent, []).append(change)
         return found
 
-    @property
+    @cached_property
     def agent_summary(self) -> dict[str, int]:
         return agent_counts(self.agents)
 
