@@ -100,3 +100,71 @@ def test_the_client_keeps_a_connection_for_each_writer_whatever_the_cpu_count(tm
         cluster = connect(kubeconfig=str(kube.kubeconfig(tmp_path / "kubeconfig")))
         # urllib3 drops connections beyond its pool (5 per CPU by default): 64 writers must not.
         assert cluster.api.rest_client.pool_manager.connection_pool_kw["maxsize"] >= 64
+
+
+def test_the_token_refresh_hook_runs_at_most_once_a_second_and_stays_in_front_of_the_hooks_it_runs():
+    from reconciler.kube.client import ThrottledRefresh
+
+    now, runs = [0.0], []
+
+    class Configuration:
+        refresh_api_key_hook = None
+
+    def loader_hook():
+        # As the kubeconfig's and the service account's: each run installs a new hook of its own.
+        def hook(configuration):
+            runs.append(now[0])
+            configuration.refresh_api_key_hook = loader_hook()
+        return hook
+
+    configuration = Configuration()
+    configuration.refresh_api_key_hook = ThrottledRefresh(loader_hook(), 1.0, clock=lambda: now[0])
+    for moment in (0.0, 0.0, 0.5, 0.99, 1.0, 1.5, 3.0):
+        now[0] = moment
+        configuration.refresh_api_key_hook(configuration)
+        assert isinstance(configuration.refresh_api_key_hook, ThrottledRefresh)
+    assert runs == [0.0, 1.0, 3.0]
+
+
+EXEC_PLUGIN = """
+import datetime, json, pathlib, sys
+runs = pathlib.Path(sys.argv[1])
+count = len(runs.read_text().splitlines()) + 1 if runs.exists() else 1
+runs.write_text("run\\n" * count)
+# The client takes a token as expired 5 minutes before its expiry: this one, 1.5 s after it is issued.
+expiry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5, seconds=1.5)
+print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential",
+                  "status": {"token": f"token-{count}", "expirationTimestamp": expiry.strftime("%Y-%m-%dT%H:%M:%SZ")}}))
+"""
+
+
+def test_a_token_from_an_exec_plugin_is_renewed_once_it_expires(tmp_path):
+    import sys
+
+    import yaml
+    from fakekube import FakeKube
+
+    from reconciler.kube.client import connect
+    from reconciler.kube.listing import list_items
+
+    plugin, runs = tmp_path / "plugin.py", tmp_path / "runs"
+    plugin.write_text(EXEC_PLUGIN)
+    with FakeKube() as kube:
+        kube.create_namespace("agents")
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": kube.url}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+            "users": [{"name": "fake", "user": {"exec": {
+                "apiVersion": "client.authentication.k8s.io/v1beta1", "command": sys.executable,
+                "args": [str(plugin), str(runs)], "interactiveMode": "Never"}}}]}))
+        cluster = connect(kubeconfig=str(kubeconfig))
+        for _ in range(20):
+            list_items(cluster, "v1", "ConfigMap", namespace="agents")
+        first = len(runs.read_text().splitlines())
+        assert set(kube.credentials) == {f"Bearer token-{first}"}
+        time.sleep(2.0)  # past the token's expiry and the hook's second
+        list_items(cluster, "v1", "ConfigMap", namespace="agents")
+        assert kube.credentials[-1] == f"Bearer token-{first + 1}"
+        assert len(runs.read_text().splitlines()) == first + 1

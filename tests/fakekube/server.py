@@ -118,6 +118,7 @@ class FakeKube:
         self.events: list[tuple[int, str, tuple[str, str], dict[str, Any]]] = []
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, str]] = []  # (method, path, query)
+        self.credentials: list[str] = []  # each request's Authorization header, as a server authenticates it
         # Bytes of every answer body, as a real server would charge for them.
         self.sent_bytes = 0
         # Revisions at or below this one are compacted away: continue tokens and watches from them get 410.
@@ -429,6 +430,7 @@ class FakeKube:
                 body = self.rfile.read(length) if length else b""
                 with kube.lock:
                     kube.requests.append((method, parts.path, parts.query))
+                    kube.credentials.append(self.headers.get("Authorization", ""))
                     fault = next((f for f in kube.faults if f.times > 0 and f.method in (method, "*")
                                   and re.search(f.path, parts.path) and re.search(f.query, parts.query)), None)
                     if fault:
