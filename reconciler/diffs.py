@@ -75,8 +75,9 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _BlockDumper.add_representer(str, _represent_str)
 
 
-def _pyyaml(record: Any) -> str:
-    return yaml.dump(record, Dumper=_BlockDumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
+def _pyyaml_all(records: list[Any]) -> str:
+    return yaml.dump_all(records, Dumper=_BlockDumper, sort_keys=False, default_flow_style=False,
+                         allow_unicode=True)
 
 
 def _one_line_form(value: Any) -> str | None:
@@ -85,7 +86,7 @@ def _one_line_form(value: Any) -> str | None:
     return text[2:-1] if text.startswith("- ") and text.count("\n") == 1 else None
 
 
-YAML_TEXT = YamlText(_pyyaml, _one_line_form)
+YAML_TEXT = YamlText(_pyyaml_all, _one_line_form)
 
 
 def to_yaml(record: dict[str, Any] | None) -> str:
@@ -94,13 +95,8 @@ def to_yaml(record: dict[str, Any] | None) -> str:
     return YAML_TEXT.dump(record)
 
 
-def _pyyaml_all(records: list[Any]) -> str:
-    return yaml.dump_all(records, Dumper=_BlockDumper, sort_keys=False, default_flow_style=False,
-                         allow_unicode=True)
-
-
 def to_yaml_documents(records: list[dict[str, Any]]) -> str:
-    return YAML_TEXT.dump_all(records, _pyyaml_all)
+    return YAML_TEXT.dump_all(records)
 
 
 def unified(change: Change, sides: tuple[str, str] = ("recorded", "desired")) -> str:

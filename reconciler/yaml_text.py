@@ -33,46 +33,42 @@ class _Unsure(Exception):
 
 
 class YamlText:
-    """`dump(record)`: PyYAML's text of `record`; `probe(value)` is PyYAML's one-line form of a scalar
-    (as a list item), or None when it has none."""
+    """PyYAML's text of records. `pyyaml_dump_all(records)` is PyYAML's own (what is left to it); `probe(value)`
+    PyYAML's one-line form of a scalar (as a list item), or None when it has none."""
 
-    def __init__(self, pyyaml_dump: Callable[[Any], str], probe: Callable[[Any], str | None]) -> None:
-        self._pyyaml_dump, self._probe = pyyaml_dump, probe
+    def __init__(self, pyyaml_dump_all: Callable[[list[Any]], str], probe: Callable[[Any], str | None]) -> None:
+        self._pyyaml_dump_all, self._probe = pyyaml_dump_all, probe
         self._forms: dict[tuple[type, str], str | None] = {}
         self._lock = threading.Lock()
 
     def dump(self, record: Any) -> str:
-        if type(record) is not dict or not record:
-            return self._pyyaml_dump(record)
-        out: list[str] = []
-        try:
-            self._mapping(record, 0, out, first_line=False)
-        except _Unsure:
-            return self._pyyaml_dump(record)
-        return "".join(out)
+        return self.dump_all([record])
 
-    def dump_all(self, records: list[Any], pyyaml_dump_all: Callable[[list[Any]], str]) -> str:
-        """Documents one after another, as PyYAML's dump_all writes them (all of them by PyYAML when one
-        of them is left to it: how a document ends may change how the next begins)."""
-        out: list[str] = []
+    def dump_all(self, records: list[Any]) -> str:
+        """Documents one after another; all of them by PyYAML when one of them is left to it (how a
+        document ends may change how the next begins)."""
         try:
-            for i, record in enumerate(records):
-                if type(record) is not dict or not record:
-                    raise _Unsure
-                if i:
-                    out.append("---\n")
-                self._mapping(record, 0, out, first_line=False)
+            return self._documents(records)
         except _Unsure:
-            return pyyaml_dump_all(records)
-        return "".join(out)
+            return self._pyyaml_dump_all(records)
 
     def written_alike(self, record: Any) -> bool:
         """Whether `dump` writes `record` itself (for tests: the fast path is the one taken)."""
         try:
-            self._mapping(record, 0, [], first_line=False)
+            self._documents([record])
         except _Unsure:
             return False
         return True
+
+    def _documents(self, records: list[Any]) -> str:
+        out: list[str] = []
+        for i, record in enumerate(records):
+            if type(record) is not dict or not record:
+                raise _Unsure
+            if i:
+                out.append("---\n")
+            self._mapping(record, 0, out, first_line=False)
+        return "".join(out)
 
     def _form(self, value: Any) -> str:
         kind = type(value)

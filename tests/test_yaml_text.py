@@ -38,7 +38,7 @@ records = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size
 @settings(max_examples=600, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(keys, records, max_size=6))
 def test_any_record_is_written_as_pyyaml_writes_it(record):
-    assert diffs.to_yaml(record) == diffs._pyyaml(record)
+    assert diffs.to_yaml(record) == diffs._pyyaml_all([record])
 
 
 # What rendered objects hold: short ASCII keys, one-line strings of every kind, literal blocks, numbers.
@@ -53,7 +53,7 @@ plainer = st.recursive(
 @settings(max_examples=600, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(ascii_text, plainer, max_size=6))
 def test_records_of_ascii_keys_are_written_as_pyyaml_writes_them(record):
-    assert diffs.to_yaml(record) == diffs._pyyaml(record)
+    assert diffs.to_yaml(record) == diffs._pyyaml_all([record])
 
 
 @pytest.mark.parametrize("record", [
@@ -66,7 +66,7 @@ def test_records_of_ascii_keys_are_written_as_pyyaml_writes_them(record):
     {"a": {"b": "x\u2028y"}},  # a quoted line break, followed by its place's indentation
 ])
 def test_nested_and_awkward_records_are_written_as_pyyaml_writes_them(record):
-    assert diffs.to_yaml(record) == diffs._pyyaml(record)
+    assert diffs.to_yaml(record) == diffs._pyyaml_all([record])
 
 
 def _rendered(root: Path, tmp_path: Path) -> list[dict]:
@@ -84,7 +84,7 @@ def test_the_rendered_objects_take_the_fast_path_and_read_the_same(tmp_path):
     assert {r["kind"] for r in records} >= {"ConfigMap", "SandboxTemplate", "Sandbox"}
     for record in records:
         assert diffs.YAML_TEXT.written_alike(record), record["metadata"]
-        assert diffs.to_yaml(record) == diffs._pyyaml(record)
+        assert diffs.to_yaml(record) == diffs._pyyaml_all([record])
     assert diffs.to_yaml_documents(records) == diffs._pyyaml_all(records)
 
 
