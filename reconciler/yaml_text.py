@@ -52,14 +52,6 @@ class YamlText:
         except _Unsure:
             return self._pyyaml_dump_all(records)
 
-    def written_alike(self, record: Any) -> bool:
-        """Whether `dump` writes `record` itself (for tests: the fast path is the one taken)."""
-        try:
-            self._documents([record])
-        except _Unsure:
-            return False
-        return True
-
     def _documents(self, records: list[Any]) -> str:
         out: list[str] = []
         for i, record in enumerate(records):

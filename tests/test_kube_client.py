@@ -131,8 +131,9 @@ import datetime, json, pathlib, sys
 runs = pathlib.Path(sys.argv[1])
 count = len(runs.read_text().splitlines()) + 1 if runs.exists() else 1
 runs.write_text("run\\n" * count)
-# The client takes a token as expired 5 minutes before its expiry: this one, 1.5 s after it is issued.
-expiry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5, seconds=1.5)
+# The client takes a token as expired 5 minutes before its expiry: this one, 2 to 3 s after it is
+# issued (the timestamp is written to the second).
+expiry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5, seconds=3)
 print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential",
                   "status": {"token": f"token-{count}", "expirationTimestamp": expiry.strftime("%Y-%m-%dT%H:%M:%SZ")}}))
 """
@@ -164,7 +165,7 @@ def test_a_token_from_an_exec_plugin_is_renewed_once_it_expires(tmp_path):
             list_items(cluster, "v1", "ConfigMap", namespace="agents")
         first = len(runs.read_text().splitlines())
         assert set(kube.credentials) == {f"Bearer token-{first}"}
-        time.sleep(2.0)  # past the token's expiry and the hook's second
+        time.sleep(3.5)  # past the token's expiry and the hook's second
         list_items(cluster, "v1", "ConfigMap", namespace="agents")
         assert kube.credentials[-1] == f"Bearer token-{first + 1}"
         assert len(runs.read_text().splitlines()) == first + 1

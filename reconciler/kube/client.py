@@ -118,8 +118,8 @@ class ThrottledRefresh:
     The client runs the hook before every request. The kubeconfig's and the service account's hooks
     re-read a token only when it is about to expire (a kubeconfig's 5 minutes early, a service
     account's every minute), but each run also sets the host again, which reads the proxy settings
-    of the whole environment: ~0.1-0.25 ms of every request. Each run also installs a new hook of
-    theirs, which this one takes in and stands in front of again.
+    of the whole environment (measured: ~60 us of the ~420 us of client CPU a request costs). Each
+    run also installs a new hook of theirs, which this one takes in and stands in front of again.
     """
 
     def __init__(self, hook: Callable[[Any], None], every: float,
